@@ -1,0 +1,22 @@
+//! # anomaly-core
+//!
+//! The domain of host-metric anomaly detection, free of any I/O framework: metric schemas and
+//! samples, feature windows, anomalies, scaling fitted on training data, threshold calibration,
+//! evaluation metrics and readers for labelled datasets.
+//!
+//! ```
+//! use anomaly_core::{MetricSchema, Sample};
+//!
+//! let schema = MetricSchema::host();
+//! let sample = Sample::new("web-1", 1_700_000_000_000, vec![12.5, 40.0, 0.7, 0.0, 1e5, 2e4, 3e4]);
+//! assert_eq!(sample.values.len(), schema.len());
+//! ```
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod sample;
+pub mod schema;
+
+pub use error::{Error, Result};
+pub use sample::Sample;
+pub use schema::{Metric, MetricSchema};
