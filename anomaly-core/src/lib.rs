@@ -13,9 +13,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod alerting;
+pub mod dataset;
 pub mod error;
+pub mod eval;
 pub mod sample;
+pub mod scaling;
 pub mod schema;
+pub mod threshold;
 
 pub use error::{Error, Result};
 pub use sample::Sample;

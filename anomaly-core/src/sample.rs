@@ -17,6 +17,10 @@ pub struct Sample {
 impl Sample {
     /// A sample of `entity` at `timestamp_ms` with `values` in schema order.
     pub fn new(entity: impl Into<String>, timestamp_ms: i64, values: Vec<f64>) -> Self {
-        Self { entity: entity.into(), timestamp_ms, values }
+        Self {
+            entity: entity.into(),
+            timestamp_ms,
+            values,
+        }
     }
 }

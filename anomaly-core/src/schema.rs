@@ -14,7 +14,10 @@ pub struct Metric {
 impl Metric {
     /// A metric with the given name and unit.
     pub fn new(name: impl Into<String>, unit: impl Into<String>) -> Self {
-        Self { name: name.into(), unit: unit.into() }
+        Self {
+            name: name.into(),
+            unit: unit.into(),
+        }
     }
 }
 
@@ -44,13 +47,31 @@ impl MetricSchema {
     /// The seven host metrics of the collector: CPU busy %, memory used %, load1, disk read/write
     /// bytes/s and network receive/transmit bytes/s.
     pub fn host() -> Self {
-        let units = ["percent", "percent", "load", "bytes_per_second", "bytes_per_second", "bytes_per_second", "bytes_per_second"];
-        Self::new(HOST_METRIC_NAMES.iter().zip(units).map(|(n, u)| Metric::new(*n, u)).collect())
+        let units = [
+            "percent",
+            "percent",
+            "load",
+            "bytes_per_second",
+            "bytes_per_second",
+            "bytes_per_second",
+            "bytes_per_second",
+        ];
+        Self::new(
+            HOST_METRIC_NAMES
+                .iter()
+                .zip(units)
+                .map(|(n, u)| Metric::new(*n, u))
+                .collect(),
+        )
     }
 
     /// A schema of `n` unnamed metrics (`m1`..`mN`, unit `scaled`), for datasets that ship only columns.
     pub fn numbered(n: usize) -> Self {
-        Self::new((1..=n).map(|i| Metric::new(format!("m{i}"), "scaled")).collect())
+        Self::new(
+            (1..=n)
+                .map(|i| Metric::new(format!("m{i}"), "scaled"))
+                .collect(),
+        )
     }
 
     /// The metrics in order.
