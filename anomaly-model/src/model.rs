@@ -1,0 +1,294 @@
+//! A trained model end to end: scaling, a detector, its error profile, score smoothing and the
+//! calibrated threshold, trained from raw training rows and saved as a versioned artifact.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anomaly_core::MetricSchema;
+use anomaly_core::dataset::Series;
+use anomaly_core::scaling::{Scaler, ScalerConfig, ValueFlags};
+use anomaly_core::threshold::Calibration;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{FORMAT_NAME, FORMAT_VERSION, Manifest, TrainingStats};
+use crate::autoencoder::{AutoencoderConfig, AutoencoderDetector};
+use crate::detector::{Detector, DetectorKind, TrainingProgress, WindowShape};
+use crate::error::{Error, Result};
+use crate::pca::{PcaConfig, PcaDetector};
+use crate::scoring::ScoreSmoother;
+
+/// Every setting of a training run. The defaults are the settings all reported results use; they
+/// are the same for every entity and dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainingConfig {
+    /// Rows per window (the last `window` samples of an entity).
+    pub window: usize,
+    /// The latest share of the training rows held out for early stopping, the error profile and
+    /// threshold calibration. Held-out scores are honest where scores on fitted rows are not.
+    pub validation_fraction: f64,
+    /// How raw metric values are scaled.
+    pub scaler: ScalerConfig,
+    /// Weight decay per step back inside a window's error (1 weighs all steps equally).
+    pub recency_decay: f32,
+    /// Scores are averaged over this many consecutive windows before thresholding.
+    pub smoothing: usize,
+    /// How the threshold is calibrated from held-out training scores.
+    pub calibration: Calibration,
+    /// Autoencoder hyper-parameters.
+    pub autoencoder: AutoencoderConfig,
+    /// PCA baseline hyper-parameters.
+    pub pca: PcaConfig,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            window: 10,
+            validation_fraction: 0.25,
+            scaler: ScalerConfig::default(),
+            recency_decay: 0.7,
+            smoothing: 3,
+            calibration: Calibration::default(),
+            autoencoder: AutoencoderConfig::default(),
+            pca: PcaConfig::default(),
+        }
+    }
+}
+
+/// Either detector, chosen at run time.
+#[derive(Debug, Clone)]
+pub enum AnyDetector {
+    /// The Burn autoencoder.
+    Autoencoder(AutoencoderDetector),
+    /// The PCA baseline.
+    Pca(PcaDetector),
+}
+
+impl AnyDetector {
+    fn score_batch(&self, windows: &[f32], scores: &mut [f32]) -> Result<()> {
+        match self {
+            Self::Autoencoder(d) => d.score_batch(windows, scores),
+            Self::Pca(d) => d.score_batch(windows, scores),
+        }
+    }
+
+    fn contributions(&self, window: &[f32], shares: &mut [f32]) -> Result<()> {
+        match self {
+            Self::Autoencoder(d) => d.contributions(window, shares),
+            Self::Pca(d) => d.contributions(window, shares),
+        }
+    }
+}
+
+/// A trained model, ready to score.
+#[derive(Debug, Clone)]
+pub struct Model {
+    manifest: Manifest,
+    detector: AnyDetector,
+}
+
+/// Flattened windows (stride 1) over consecutive scaled rows of width `dims`.
+pub fn sliding_windows(rows: &[f32], dims: usize, window: usize) -> Vec<f32> {
+    let n = rows.len() / dims.max(1);
+    if window == 0 || n < window {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity((n - window + 1) * window * dims);
+    for start in 0..=(n - window) {
+        out.extend_from_slice(&rows[start * dims..(start + window) * dims]);
+    }
+    out
+}
+
+impl Model {
+    /// Trains a `kind` detector on the raw `train` rows of `schema`: fits the scaler on all rows,
+    /// the detector on the earlier rows, and the error profile and threshold on the held-out later
+    /// rows. Progress is reported after each epoch.
+    pub fn train(
+        schema: &MetricSchema,
+        train: &Series,
+        kind: DetectorKind,
+        config: &TrainingConfig,
+        progress: &mut dyn FnMut(&TrainingProgress),
+    ) -> Result<Self> {
+        let started = Instant::now();
+        let dims = schema.len();
+        if train.dims() != dims {
+            return Err(Error::InvalidInput(format!(
+                "training rows have {} metrics, schema {dims}",
+                train.dims()
+            )));
+        }
+        if !(0.05..=0.5).contains(&config.validation_fraction) {
+            return Err(Error::InvalidInput(
+                "validation_fraction must be between 0.05 and 0.5".into(),
+            ));
+        }
+        let shape = WindowShape {
+            window: config.window,
+            dims,
+        };
+        let held_out_rows = (train.rows() as f64 * config.validation_fraction).round() as usize;
+        let fit_rows = train.rows() - held_out_rows;
+        if config.window == 0 || fit_rows < 2 * config.window || held_out_rows < 2 * config.window {
+            return Err(Error::InvalidInput(format!(
+                "{} training rows are too few for windows of {}",
+                train.rows(),
+                config.window
+            )));
+        }
+        let scaler = Scaler::fit(train, &config.scaler)?;
+        let mut scaled = vec![0.0f32; train.rows() * dims];
+        for (raw, out) in train.iter_rows().zip(scaled.chunks_exact_mut(dims)) {
+            scaler.transform_into(raw, out)?;
+        }
+        let fit_windows = sliding_windows(&scaled[..fit_rows * dims], dims, config.window);
+        let held_out_windows = sliding_windows(&scaled[fit_rows * dims..], dims, config.window);
+
+        let mut epochs = 0;
+        let mut validation_loss = f64::NAN;
+        let mut track = |p: &TrainingProgress| {
+            epochs = p.epoch;
+            validation_loss = p.validation_loss;
+            progress(p);
+        };
+        let detector = match kind {
+            DetectorKind::Autoencoder => AnyDetector::Autoencoder(AutoencoderDetector::fit(
+                shape,
+                &fit_windows,
+                &held_out_windows,
+                &config.autoencoder,
+                config.recency_decay,
+                &mut track,
+            )?),
+            DetectorKind::Pca => AnyDetector::Pca(PcaDetector::fit(
+                shape,
+                &fit_windows,
+                &held_out_windows,
+                &config.pca,
+                config.recency_decay,
+                &mut track,
+            )?),
+        };
+
+        let mut held_out_scores = vec![0.0f32; held_out_windows.len() / shape.width()];
+        detector.score_batch(&held_out_windows, &mut held_out_scores)?;
+        let mut smoother = ScoreSmoother::new(config.smoothing);
+        let smoothed: Vec<f64> = held_out_scores
+            .iter()
+            .map(|&s| f64::from(smoother.push(s)))
+            .collect();
+        let threshold = config.calibration.threshold(&smoothed)?;
+        let created_at_ms = now_ms();
+        let manifest = Manifest {
+            format: FORMAT_NAME.to_string(),
+            format_version: FORMAT_VERSION,
+            model_version: format!("{kind}-{created_at_ms}"),
+            created_at_ms,
+            schema: schema.clone(),
+            window: config.window,
+            detector: kind,
+            scaler,
+            calibration: config.calibration.clone(),
+            threshold,
+            smoothing: config.smoothing.max(1),
+            recency_decay: config.recency_decay,
+            training: TrainingStats {
+                rows: train.rows(),
+                fit_windows: fit_windows.len() / shape.width(),
+                validation_windows: held_out_scores.len(),
+                epochs,
+                validation_loss,
+                validation_score_mean: smoothed.iter().sum::<f64>() / smoothed.len().max(1) as f64,
+                train_secs: started.elapsed().as_secs_f64(),
+            },
+        };
+        Ok(Self { manifest, detector })
+    }
+
+    /// Writes the artifact into `dir` (created if missing).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        match &self.detector {
+            AnyDetector::Autoencoder(d) => d.save(dir)?,
+            AnyDetector::Pca(d) => d.save(dir)?,
+        }
+        // The manifest goes last: an interrupted save leaves no manifest, so no half artifact loads.
+        self.manifest.save(dir)
+    }
+
+    /// Loads the artifact in `dir`, checking its format version and that its parts fit together.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let manifest = Manifest::load(dir)?;
+        let detector = match manifest.detector {
+            DetectorKind::Autoencoder => AnyDetector::Autoencoder(AutoencoderDetector::load(dir)?),
+            DetectorKind::Pca => AnyDetector::Pca(PcaDetector::load(dir)?),
+        };
+        let shape = match &detector {
+            AnyDetector::Autoencoder(d) => d.shape(),
+            AnyDetector::Pca(d) => d.shape(),
+        };
+        if shape
+            != (WindowShape {
+                window: manifest.window,
+                dims: manifest.schema.len(),
+            })
+        {
+            return Err(Error::Artifact {
+                path: dir.to_path_buf(),
+                message: format!("detector windows {shape:?} disagree with the manifest"),
+            });
+        }
+        Ok(Self { manifest, detector })
+    }
+
+    /// The manifest: schema, threshold, version and training statistics.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The detector.
+    pub fn detector(&self) -> &AnyDetector {
+        &self.detector
+    }
+
+    /// The window shape this model scores.
+    pub fn shape(&self) -> WindowShape {
+        WindowShape {
+            window: self.manifest.window,
+            dims: self.manifest.schema.len(),
+        }
+    }
+
+    /// Scales one raw row into `out`, replacing and reporting non-finite or extreme values; a row
+    /// of the wrong width is an error.
+    pub fn scale_row(&self, raw: &[f64], out: &mut [f32]) -> Result<ValueFlags> {
+        Ok(self.manifest.scaler.transform_into(raw, out)?)
+    }
+
+    /// Raw (unsmoothed) scores of flattened, scaled windows.
+    pub fn score_windows(&self, windows: &[f32], scores: &mut [f32]) -> Result<()> {
+        self.detector.score_batch(windows, scores)
+    }
+
+    /// Each metric's share of the error of one scaled window.
+    pub fn contributions(&self, window: &[f32], shares: &mut [f32]) -> Result<()> {
+        self.detector.contributions(window, shares)
+    }
+
+    /// A fresh smoother with this model's smoothing length, one per entity.
+    pub fn smoother(&self) -> ScoreSmoother {
+        ScoreSmoother::new(self.manifest.smoothing)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

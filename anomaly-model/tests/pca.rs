@@ -1,0 +1,54 @@
+//! The PCA baseline through the same model pipeline as the autoencoder.
+
+mod common;
+
+use anomaly_model::{DetectorKind, Model, TrainingConfig};
+
+#[test]
+fn pca_model_flags_a_broken_window_and_round_trips() {
+    let model = Model::train(
+        &common::schema(),
+        &common::host_rows(3000),
+        DetectorKind::Pca,
+        &TrainingConfig::default(),
+        &mut |_| {},
+    )
+    .expect("training");
+    let shape = model.shape();
+    let rows = common::host_rows(3100);
+    let mut normal = Vec::new();
+    let mut broken = Vec::new();
+    for i in 3050..3050 + shape.window {
+        let mut scaled = vec![0.0f32; shape.dims];
+        model.scale_row(rows.row(i), &mut scaled).unwrap();
+        normal.extend_from_slice(&scaled);
+        let mut row = rows.row(i).to_vec();
+        row[5] *= 4.0; // network receive far above what CPU explains
+        model.scale_row(&row, &mut scaled).unwrap();
+        broken.extend_from_slice(&scaled);
+    }
+    let mut scores = [0.0f32; 2];
+    model
+        .score_windows(&[normal, broken.clone()].concat(), &mut scores)
+        .unwrap();
+    let threshold = model.manifest().threshold;
+    assert!(
+        f64::from(scores[0]) < threshold,
+        "normal window {} >= threshold {threshold}",
+        scores[0]
+    );
+    assert!(
+        f64::from(scores[1]) > threshold,
+        "broken window {} <= threshold {threshold}",
+        scores[1]
+    );
+
+    let dir = std::env::temp_dir().join(format!("anomaly-model-pca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    model.save(&dir).unwrap();
+    let loaded = Model::load(&dir).unwrap();
+    let mut again = [0.0f32];
+    loaded.score_windows(&broken, &mut again).unwrap();
+    assert_eq!(again[0], scores[1]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
