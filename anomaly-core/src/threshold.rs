@@ -206,6 +206,7 @@ pub fn pot_threshold(train_scores: &[f64], cfg: &PotConfig) -> Result<PotFit> {
 /// How the alarm threshold is derived from training scores; serialisable so that it can live in
 /// a model's configuration.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
 pub enum Calibration {
     /// [`quantile_threshold`] at the given rate.
     Quantile {
@@ -222,14 +223,15 @@ pub enum Calibration {
 }
 
 impl Default for Calibration {
-    /// POT from the 0.98 quantile at risk 1e-3. The tail is modelled from the top 2% of training
-    /// scores (enough peaks from a few thousand windows), and a 1e-3 false alarm rate is about
-    /// 1.4 exceeding windows per day per host at one window a minute, which the event rules of
-    /// [`crate::alerting`] then filter further.
+    /// POT from the 0.95 quantile at risk 1e-2. The tail is modelled from the top 5% of held-out
+    /// training scores (enough peaks from a few hundred windows). A risk of 1e-2 rather than
+    /// 1e-3 was chosen on the SMD development machines (docs/DETECTION.md): test-time normal
+    /// scores drift above held-out ones, so a stricter threshold lost most anomalies while the
+    /// event rules of [`crate::alerting`] already filter isolated exceedances.
     fn default() -> Self {
         Self::Pot {
-            initial_quantile: 0.98,
-            risk: 1e-3,
+            initial_quantile: 0.95,
+            risk: 1e-2,
         }
     }
 }
@@ -763,8 +765,8 @@ mod tests {
         let expected = pot_threshold(
             &samples,
             &PotConfig {
-                initial_quantile: 0.98,
-                risk: 1e-3,
+                initial_quantile: 0.95,
+                risk: 1e-2,
             },
         )
         .unwrap()

@@ -48,7 +48,7 @@ impl Default for TrainingConfig {
             validation_fraction: 0.25,
             scaler: ScalerConfig::default(),
             recency_decay: 0.7,
-            smoothing: 3,
+            smoothing: 5,
             calibration: Calibration::default(),
             autoencoder: AutoencoderConfig::default(),
             pca: PcaConfig::default(),
@@ -179,7 +179,7 @@ impl Model {
             .iter()
             .map(|&s| f64::from(smoother.push(s)))
             .collect();
-        let threshold = config.calibration.threshold(&smoothed)?;
+        let (calibration, threshold) = calibrate(&config.calibration, &smoothed)?;
         let created_at_ms = now_ms();
         let manifest = Manifest {
             format: FORMAT_NAME.to_string(),
@@ -190,7 +190,7 @@ impl Model {
             window: config.window,
             detector: kind,
             scaler,
-            calibration: config.calibration.clone(),
+            calibration,
             threshold,
             smoothing: config.smoothing.max(1),
             recency_decay: config.recency_decay,
@@ -283,6 +283,21 @@ impl Model {
     /// A fresh smoother with this model's smoothing length, one per entity.
     pub fn smoother(&self) -> ScoreSmoother {
         ScoreSmoother::new(self.manifest.smoothing)
+    }
+}
+
+/// Applies `wanted` to the held-out scores. POT needs enough scores above its initial quantile to
+/// fit a tail; with a short baseline it falls back to the empirical quantile at the same risk, and
+/// the manifest records the calibration actually used.
+fn calibrate(wanted: &Calibration, scores: &[f64]) -> Result<(Calibration, f64)> {
+    match (wanted.threshold(scores), wanted) {
+        (Ok(threshold), _) => Ok((wanted.clone(), threshold)),
+        (Err(_), Calibration::Pot { risk, .. }) if scores.len() >= 2 => {
+            let fallback = Calibration::Quantile { false_alarm_rate: *risk };
+            let threshold = fallback.threshold(scores)?;
+            Ok((fallback, threshold))
+        }
+        (Err(e), _) => Err(e.into()),
     }
 }
 

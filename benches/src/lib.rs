@@ -1,0 +1,59 @@
+//! Fixtures shared by the criterion benches: deterministic synthetic host metrics and a model
+//! trained on them with the same shape as the live detector's (7 metrics, windows of 10).
+
+use anomaly_core::MetricSchema;
+use anomaly_core::dataset::Series;
+use anomaly_model::{DetectorKind, Model, TrainingConfig};
+
+/// `rows` samples of the seven host metrics with a daily-like wave and deterministic noise.
+pub fn host_rows(rows: usize) -> Series {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 10_000) as f64 / 10_000.0 - 0.5
+    };
+    let data: Vec<Vec<f64>> = (0..rows)
+        .map(|i| {
+            let wave = (i as f64 / 60.0).sin() * 0.5 + 0.5;
+            let cpu = 20.0 + 50.0 * wave + 2.0 * noise();
+            vec![
+                cpu,
+                40.0 + noise(),
+                cpu / 25.0,
+                1e5 * wave,
+                2e5 * wave,
+                5e5 * wave + 1e4 * noise(),
+                3e5 * wave,
+            ]
+        })
+        .collect();
+    Series::from_rows(&data).expect("rows of equal width")
+}
+
+/// A model of `kind` trained on 3,000 synthetic rows with the default settings (the autoencoder is
+/// 70-32-16-8-16-32-70).
+pub fn trained_model(kind: DetectorKind) -> Model {
+    Model::train(
+        &MetricSchema::host(),
+        &host_rows(3000),
+        kind,
+        &TrainingConfig::default(),
+        &mut |_| {},
+    )
+    .expect("training on synthetic rows")
+}
+
+/// `count` scaled, flattened windows for `model`, taken from fresh synthetic rows.
+pub fn scaled_windows(model: &Model, count: usize) -> Vec<f32> {
+    let shape = model.shape();
+    let rows = host_rows(count + shape.window);
+    let mut scaled = vec![0.0f32; rows.rows() * shape.dims];
+    for (raw, out) in rows.iter_rows().zip(scaled.chunks_exact_mut(shape.dims)) {
+        model.scale_row(raw, out).expect("row of schema width");
+    }
+    anomaly_model::model::sliding_windows(&scaled, shape.dims, shape.window)
+        [..count * shape.width()]
+        .to_vec()
+}
