@@ -209,8 +209,8 @@ impl Detector for AutoencoderDetector {
         let width = shape.width();
         let n = train.len() / width.max(1);
         if width == 0
-            || train.len() % width != 0
-            || validation.len() % width != 0
+            || !train.len().is_multiple_of(width)
+            || !validation.len().is_multiple_of(width)
             || n == 0
             || validation.is_empty()
         {

@@ -58,7 +58,7 @@ impl WindowShape {
     /// Checks that `windows` holds whole windows and `out` has room for as many.
     pub(crate) fn check_batch(&self, windows: &[f32], out: &[f32]) -> Result<()> {
         let width = self.width();
-        if width == 0 || windows.len() % width != 0 || out.len() != windows.len() {
+        if width == 0 || !windows.len().is_multiple_of(width) || out.len() != windows.len() {
             return Err(Error::InvalidInput(format!(
                 "expected whole windows of {width} values and an output of equal length, got {} and {}",
                 windows.len(),
@@ -123,7 +123,10 @@ pub trait Detector: Sized {
     fn score_batch(&self, windows: &[f32], scores: &mut [f32]) -> Result<()> {
         let shape = self.shape();
         let width = shape.width();
-        if width == 0 || windows.len() % width != 0 || scores.len() * width != windows.len() {
+        if width == 0
+            || !windows.len().is_multiple_of(width)
+            || scores.len() * width != windows.len()
+        {
             return Err(Error::InvalidInput(format!(
                 "{} values are not {} windows of {width}",
                 windows.len(),

@@ -293,7 +293,9 @@ fn calibrate(wanted: &Calibration, scores: &[f64]) -> Result<(Calibration, f64)>
     match (wanted.threshold(scores), wanted) {
         (Ok(threshold), _) => Ok((wanted.clone(), threshold)),
         (Err(_), Calibration::Pot { risk, .. }) if scores.len() >= 2 => {
-            let fallback = Calibration::Quantile { false_alarm_rate: *risk };
+            let fallback = Calibration::Quantile {
+                false_alarm_rate: *risk,
+            };
             let threshold = fallback.threshold(scores)?;
             Ok((fallback, threshold))
         }

@@ -70,7 +70,7 @@ impl Detector for PcaDetector {
     ) -> Result<Self> {
         let width = shape.width();
         if width == 0
-            || train.len() % width != 0
+            || !train.len().is_multiple_of(width)
             || train.len() < 2 * width
             || validation.is_empty()
         {
@@ -167,7 +167,7 @@ impl Detector for PcaDetector {
         let width = detector.shape.width();
         let consistent = width > 0
             && detector.mean.len() == width
-            && detector.components.len() % width == 0
+            && detector.components.len().is_multiple_of(width)
             && detector.profile.window() == detector.shape.window
             && detector.profile.dims() == detector.shape.dims;
         if !consistent {

@@ -43,7 +43,7 @@ impl ErrorProfile {
         if width == 0
             || inputs.len() != reconstructions.len()
             || inputs.is_empty()
-            || inputs.len() % width != 0
+            || !inputs.len().is_multiple_of(width)
         {
             return Err(Error::InvalidInput(format!(
                 "cannot fit an error profile on {} inputs / {} reconstructions of width {width}",

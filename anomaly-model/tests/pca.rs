@@ -52,3 +52,23 @@ fn pca_model_flags_a_broken_window_and_round_trips() {
     assert_eq!(again[0], scores[1]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_short_baseline_falls_back_to_the_empirical_quantile_and_says_so() {
+    // 600 rows leave 150 held-out rows: too few scores above the 0.95 quantile for a POT fit.
+    let model = Model::train(
+        &common::schema(),
+        &common::host_rows(600),
+        DetectorKind::Pca,
+        &TrainingConfig::default(),
+        &mut |_| {},
+    )
+    .expect("training");
+    assert_eq!(
+        model.manifest().calibration,
+        anomaly_core::threshold::Calibration::Quantile {
+            false_alarm_rate: 1e-2
+        }
+    );
+    assert!(model.manifest().threshold.is_finite());
+}
