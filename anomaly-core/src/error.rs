@@ -35,6 +35,15 @@ pub enum Error {
     /// Input to a computation is unusable (empty, mismatched lengths, wrong dimensions).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A kernel statistics text (`/proc/stat`, `/proc/meminfo`, ...) does not have the expected
+    /// shape: a line or field is missing, a number does not parse, or values contradict each other.
+    #[error("{file}: {message}")]
+    HostStats {
+        /// The kernel file the text came from, as the kernel names it (`/proc/stat`).
+        file: &'static str,
+        /// What is wrong, with the 1-based line number where one applies.
+        message: String,
+    },
 }
 
 /// A `Result` whose error is [`Error`].

@@ -17,6 +17,7 @@ pub mod alerting;
 pub mod dataset;
 pub mod error;
 pub mod eval;
+pub mod host;
 pub mod sample;
 pub mod scaling;
 pub mod schema;
