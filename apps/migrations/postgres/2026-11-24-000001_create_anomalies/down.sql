@@ -1,0 +1,2 @@
+DROP TABLE stream_offsets;
+DROP TABLE anomalies;

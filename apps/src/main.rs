@@ -1,0 +1,34 @@
+//! The `anomaly` binary: thin subcommands composed from the library crates.
+
+use anomaly_apps::cmd;
+use anomaly_apps::telemetry::{self, LogFormat};
+use clap::{Parser, Subcommand};
+
+/// Real-time anomaly detection for fleets of machines.
+#[derive(Debug, Parser)]
+#[command(name = "anomaly", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log line format on stderr: human or json.
+    #[arg(long, global = true, env = "ANOMALY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate a detector on a labelled dataset (fit and calibrate on train, stream-score test).
+    Eval(cmd::eval::EvalArgs),
+    /// Sample this host's CPU, memory, load, disk and network every interval, serve them on
+    /// /metrics and stream them to Kafka keyed by host.
+    Collect(cmd::collect::CollectArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init_tracing(cli.log_format);
+    match cli.command {
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::Collect(args) => cmd::collect::run(args),
+    }
+}

@@ -1,0 +1,41 @@
+//! Diesel table definitions for the PostgreSQL store; they mirror `migrations/postgres`.
+
+diesel::table! {
+    /// Anomaly events, one row per event.
+    anomalies (id) {
+        /// Surrogate key.
+        id -> Int8,
+        /// The host (entity) the event is about.
+        host -> Text,
+        /// Start of the first window of the event.
+        window_start -> Timestamptz,
+        /// End of the last window of the event.
+        window_end -> Timestamptz,
+        /// Peak score over the event.
+        score -> Float8,
+        /// The threshold the score was compared with.
+        threshold -> Float8,
+        /// `warning` or `critical`.
+        severity -> Text,
+        /// The metrics that contributed most, with their share of the error.
+        top_metrics -> Jsonb,
+        /// Version of the model that found the event.
+        model_version -> Text,
+        /// When the row was written.
+        detected_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Source offsets stored atomically with the rows they produced.
+    stream_offsets (consumer_group, topic, partition_id) {
+        /// The consumer group that owns the offsets.
+        consumer_group -> Text,
+        /// Source topic.
+        topic -> Text,
+        /// Source partition.
+        partition_id -> Int4,
+        /// The next offset to read.
+        next_offset -> Int8,
+    }
+}

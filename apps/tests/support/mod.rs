@@ -1,0 +1,30 @@
+//! Shared helpers for the integration tests: where the real services are, and fresh namespaces on them.
+#![allow(dead_code)] // Each test binary uses its own subset of these helpers.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Kafka bootstrap servers of the real broker (`scripts/services start` runs one on 127.0.0.1:9092).
+pub fn kafka_brokers() -> String {
+    std::env::var("ANOMALY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
+
+/// Base URL of the real PostgreSQL server, without a database name.
+pub fn postgres_base_url() -> String {
+    std::env::var("ANOMALY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+/// A name no other test (or earlier run) has used: tests share one broker and one server.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
