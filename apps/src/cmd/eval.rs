@@ -148,6 +148,7 @@ fn mean_report(reports: &[EntityReport]) -> EntityReport {
         event_recall: mean(|r| r.event_recall),
         hitrate150: mean(|r| r.hitrate150),
         hitrate100: mean(|r| r.hitrate100),
+        hitrate150_all_rows: mean(|r| r.hitrate150_all_rows),
         train_secs: mean(|r| r.train_secs),
         windows_per_sec: mean(|r| r.windows_per_sec),
         threshold: mean(|r| r.threshold),
