@@ -12,5 +12,6 @@
 
 pub mod cmd;
 pub mod collect;
+pub mod progress;
 pub mod store;
 pub mod telemetry;

@@ -22,6 +22,8 @@ enum Command {
     /// Sample this host's CPU, memory, load, disk and network every interval, serve them on
     /// /metrics and stream them to Kafka keyed by host.
     Collect(cmd::collect::CollectArgs),
+    /// Train a model on recorded metrics (CSV) or a labelled dataset entity and save the artifact.
+    Train(cmd::train::TrainArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +32,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Collect(args) => cmd::collect::run(args),
+        Command::Train(args) => cmd::train::run(args),
     }
 }

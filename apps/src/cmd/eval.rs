@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anomaly_core::dataset::{self, DatasetKind};
-use anomaly_model::{DetectorKind, EntityReport, TrainingConfig, evaluate_entity};
+use anomaly_model::{DetectorKind, EntityReport, evaluate_entity};
 use anyhow::Context;
 use serde::Serialize;
 
@@ -54,15 +54,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.dataset,
         args.data_dir.display()
     );
-    let config: TrainingConfig = match &args.config {
-        Some(path) => {
-            let text =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_slice(&text)
-                .with_context(|| format!("{} is not a valid training config", path.display()))?
-        }
-        None => TrainingConfig::default(),
-    };
+    let config = super::training_config(args.config.as_deref())?;
     let mut reports = Vec::new();
     println!("{}", header());
     for name in &entities {
