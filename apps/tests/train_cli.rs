@@ -44,7 +44,11 @@ fn a_host_metrics_csv_trains_an_artifact_that_loads() {
         .arg(&out)
         .output()
         .expect("run anomaly train");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let model = Model::load(&out).expect("the artifact loads");
     assert_eq!(model.manifest().schema, anomaly_core::MetricSchema::host());
     assert_eq!(model.manifest().training.rows, 2000);
@@ -66,6 +70,9 @@ fn a_malformed_csv_is_refused_with_file_and_line() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.csv:3"), "{stderr}");
-    assert!(!dir.join("model").exists(), "nothing may be written for a refused input");
+    assert!(
+        !dir.join("model").exists(),
+        "nothing may be written for a refused input"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
