@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod alerting;
+pub mod anomaly;
 pub mod dataset;
 pub mod error;
 pub mod eval;
@@ -23,6 +24,7 @@ pub mod scaling;
 pub mod schema;
 pub mod threshold;
 
+pub use anomaly::{Anomaly, Contribution, FeatureWindow, Severity};
 pub use error::{Error, Result};
 pub use sample::Sample;
 pub use schema::{Metric, MetricSchema};
