@@ -12,6 +12,7 @@
 
 pub mod cmd;
 pub mod collect;
+pub mod detect;
 pub mod progress;
 pub mod store;
 pub mod telemetry;

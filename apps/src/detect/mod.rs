@@ -1,0 +1,4 @@
+//! The pieces of `anomaly detect`.
+
+pub mod metric_names;
+pub mod pipeline;

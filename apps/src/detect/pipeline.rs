@@ -1,0 +1,303 @@
+//! The detector's per-sample path, free of I/O: scale a sample, append it to its host's window,
+//! score the window, smooth the score, and turn threshold crossings into anomaly events.
+//!
+//! Composition only: the window operator comes from `anomaly-stream`, scaling and scoring from
+//! `anomaly-model`, event rules and anomaly types from `anomaly-core`.
+
+use std::collections::HashMap;
+
+use anomaly_core::alerting::{EventChange, EventRule, EventTracker};
+use anomaly_core::anomaly::top_contributions;
+use anomaly_core::{Anomaly, Sample, Severity};
+use anomaly_model::Model;
+use anomaly_model::scoring::ScoreSmoother;
+use anomaly_stream::window::{CountWindowSpec, RowWindows};
+use anyhow::Context;
+
+/// How many metrics an anomaly names as its likely cause.
+const TOP_METRICS: usize = 3;
+
+/// What one sample led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detection {
+    /// A window of the host was scored.
+    Scored {
+        /// The host.
+        host: String,
+        /// Timestamp of the newest sample in the window.
+        window_end_ms: i64,
+        /// The smoothed score.
+        score: f64,
+    },
+    /// An anomaly event opened (`closed == false`) or closed (`closed == true`, with its final
+    /// end and peak).
+    Event(Anomaly),
+}
+
+/// Per-host state beside the window: score smoothing and the event tracker.
+struct HostState {
+    smoother: ScoreSmoother,
+    tracker: EventTracker,
+    /// The event being reported: opened, not yet closed.
+    open: Option<Anomaly>,
+}
+
+/// Scores samples of many hosts with one model.
+pub struct LiveScorer {
+    model: Model,
+    rule: EventRule,
+    windows: RowWindows<String>,
+    hosts: HashMap<String, HostState>,
+    scaled: Vec<f32>,
+    shares: Vec<f32>,
+    /// Values replaced because they were NaN or infinite, since start.
+    pub non_finite_values: u64,
+    /// Values clipped because they were far outside the training range, since start.
+    pub clipped_values: u64,
+}
+
+impl LiveScorer {
+    /// A scorer for `model` that opens events by `rule`.
+    pub fn new(model: Model, rule: EventRule) -> anyhow::Result<Self> {
+        let shape = model.shape();
+        let spec = CountWindowSpec::sliding(shape.window, 1).context("window size of the model")?;
+        let windows = RowWindows::new(spec, shape.dims).context("window spec of the model")?;
+        Ok(Self {
+            model,
+            rule,
+            windows,
+            hosts: HashMap::new(),
+            scaled: vec![0.0; shape.dims],
+            shares: vec![0.0; shape.dims],
+            non_finite_values: 0,
+            clipped_values: 0,
+        })
+    }
+
+    /// The model in use.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Hosts with a window in memory.
+    pub fn tracked_hosts(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Events currently open.
+    pub fn open_events(&self) -> usize {
+        self.hosts.values().filter(|h| h.open.is_some()).count()
+    }
+
+    /// Handles one sample; what it led to is appended to `out`. A sample of the wrong width is an
+    /// error and changes nothing.
+    pub fn on_sample(&mut self, sample: &Sample, out: &mut Vec<Detection>) -> anyhow::Result<()> {
+        let flags = self.model.scale_row(&sample.values, &mut self.scaled)?;
+        self.non_finite_values += flags.non_finite_count() as u64;
+        self.clipped_values += flags.clipped_count() as u64;
+        let Some(window) =
+            self.windows
+                .push(sample.entity.as_str(), sample.timestamp_ms, 0, &self.scaled)?
+        else {
+            return Ok(());
+        };
+        let (start_ms, end_ms) = (window.start_timestamp_ms, window.end_timestamp_ms);
+        let mut raw = [0.0f32];
+        self.model.score_windows(window.values, &mut raw)?;
+        let threshold = self.model.manifest().threshold;
+        let host = self
+            .hosts
+            .entry(sample.entity.clone())
+            .or_insert_with(|| HostState {
+                smoother: self.model.smoother(),
+                tracker: EventTracker::new(self.rule)
+                    .expect("the rule was validated when the scorer was built"),
+                open: None,
+            });
+        let score = f64::from(host.smoother.push(raw[0]));
+        out.push(Detection::Scored {
+            host: sample.entity.clone(),
+            window_end_ms: end_ms,
+            score,
+        });
+
+        // The tracker sees window starts, so an event's start is the start of its first window.
+        let change = host.tracker.observe(start_ms, score, threshold);
+        let over = anomaly_core::threshold::exceeds(score, threshold);
+        let peak_so_far = host.open.as_ref().map_or(f64::NEG_INFINITY, |a| a.score);
+        if matches!(change, Some(EventChange::Opened { .. }))
+            || (over && host.open.is_some() && score > peak_so_far)
+        {
+            self.model.contributions(window.values, &mut self.shares)?;
+        }
+        match change {
+            Some(EventChange::Opened {
+                start_ms: event_start,
+                ..
+            }) => {
+                let anomaly = Anomaly {
+                    entity: sample.entity.clone(),
+                    window_start_ms: event_start,
+                    window_end_ms: end_ms,
+                    score,
+                    threshold,
+                    severity: Severity::of(score, threshold),
+                    top_metrics: top_contributions(
+                        &self.model.manifest().schema,
+                        &self.shares,
+                        TOP_METRICS,
+                    ),
+                    model_version: self.model.manifest().model_version.clone(),
+                    closed: false,
+                };
+                out.push(Detection::Event(anomaly.clone()));
+                host.open = Some(anomaly);
+            }
+            Some(EventChange::Closed(_)) => {
+                if let Some(mut anomaly) = host.open.take() {
+                    anomaly.closed = true;
+                    out.push(Detection::Event(anomaly));
+                }
+            }
+            None => {
+                if let (Some(open), true) = (host.open.as_mut(), over) {
+                    open.window_end_ms = end_ms;
+                    if score > open.score {
+                        open.score = score;
+                        open.severity = Severity::of(score, threshold);
+                        open.top_metrics = top_contributions(
+                            &self.model.manifest().schema,
+                            &self.shares,
+                            TOP_METRICS,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anomaly_core::MetricSchema;
+    use anomaly_core::dataset::Series;
+    use anomaly_model::{DetectorKind, TrainingConfig};
+
+    fn normal_row(i: usize) -> Vec<f64> {
+        let wave = (i as f64 / 30.0).sin() * 0.5 + 0.5;
+        let jitter = ((i * 7919) % 17) as f64 / 17.0;
+        vec![
+            10.0 + 60.0 * wave + jitter,
+            40.0 + jitter,
+            2.0 * wave,
+            1e5 * wave,
+            2e5 * wave,
+            5e5 * wave,
+            3e5 * wave,
+        ]
+    }
+
+    fn scorer() -> LiveScorer {
+        let rows: Vec<Vec<f64>> = (0..3000).map(normal_row).collect();
+        let model = Model::train(
+            &MetricSchema::host(),
+            &Series::from_rows(&rows).unwrap(),
+            DetectorKind::Pca,
+            &TrainingConfig::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        LiveScorer::new(model, EventRule::new(2, 3, 5).unwrap()).unwrap()
+    }
+
+    fn events(out: &[Detection]) -> Vec<&Anomaly> {
+        out.iter()
+            .filter_map(|d| {
+                if let Detection::Event(a) = d {
+                    Some(a)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn normal_samples_score_without_events_and_hosts_stay_apart() {
+        let mut s = scorer();
+        let mut out = Vec::new();
+        for i in 3000..3200 {
+            for host in ["a", "b"] {
+                s.on_sample(&Sample::new(host, i as i64 * 1000, normal_row(i)), &mut out)
+                    .unwrap();
+            }
+        }
+        assert!(events(&out).is_empty(), "{:?}", events(&out));
+        // Each host closes its first window at its 10th sample: 191 windows per host.
+        let scored = out
+            .iter()
+            .filter(|d| matches!(d, Detection::Scored { .. }))
+            .count();
+        assert_eq!(scored, 2 * (200 - 9));
+        assert_eq!(s.tracked_hosts(), 2);
+    }
+
+    #[test]
+    fn an_injected_anomaly_opens_one_event_with_its_host_time_and_cause_then_closes() {
+        let mut s = scorer();
+        let mut out = Vec::new();
+        for i in 3000..3300 {
+            let mut row = normal_row(i);
+            if (3100..3130).contains(&i) {
+                row[1] = 97.0; // memory jumps while everything else stays normal
+            }
+            s.on_sample(
+                &Sample::new("web-1", i as i64 * 1000, row.clone()),
+                &mut out,
+            )
+            .unwrap();
+            s.on_sample(
+                &Sample::new("web-2", i as i64 * 1000, normal_row(i)),
+                &mut out,
+            )
+            .unwrap();
+        }
+        let events = events(&out);
+        assert_eq!(events.len(), 2, "one open and one close: {events:?}");
+        let (opened, closed) = (events[0], events[1]);
+        assert_eq!(opened.entity, "web-1");
+        assert!(!opened.closed && closed.closed);
+        assert_eq!(opened.window_start_ms, closed.window_start_ms);
+        // The event starts with a window holding the first anomalous sample (3100 s) and ends by
+        // the last window still holding one, plus the 4 windows the 5-window smoothing lags:
+        // 3129 + 9 + 4 = 3142 s.
+        assert!(
+            (3_091_000..=3_100_000).contains(&opened.window_start_ms),
+            "{opened:?}"
+        );
+        assert!(
+            (3_100_000..=3_142_000).contains(&closed.window_end_ms),
+            "{closed:?}"
+        );
+        assert_eq!(opened.top_metrics[0].metric, "memory_used");
+        assert!(closed.score >= opened.score);
+        assert_eq!(s.open_events(), 0);
+    }
+
+    #[test]
+    fn a_sample_of_the_wrong_width_is_refused_and_non_finite_values_are_counted() {
+        let mut s = scorer();
+        let mut out = Vec::new();
+        assert!(
+            s.on_sample(&Sample::new("a", 0, vec![1.0; 3]), &mut out)
+                .is_err()
+        );
+        let mut row = normal_row(0);
+        row[0] = f64::NAN;
+        s.on_sample(&Sample::new("a", 0, row), &mut out).unwrap();
+        assert_eq!(s.non_finite_values, 1);
+        assert!(out.is_empty());
+    }
+}
