@@ -5,8 +5,9 @@
 //! `anomaly-stream`, `anomaly-model`); this crate only wires them to the outside world.
 //!
 //! ```no_run
-//! // Apply the embedded migrations to a database and write nothing else.
-//! let _conn = anomaly_apps::store::connect_and_migrate("postgres://postgres@127.0.0.1:5432/postgres")?;
+//! // Open (and migrate) the embedded SQLite store, then list the anomaly events it holds.
+//! let mut store = anomaly_apps::store::Store::open("anomalies.db")?;
+//! let events = store.events()?;
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 

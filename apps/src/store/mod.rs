@@ -1,20 +1,30 @@
-//! PostgreSQL persistence of anomaly events (diesel), with migrations embedded in the binary.
+//! Persistence of anomaly events with diesel: PostgreSQL for fleets, SQLite for the demo and
+//! single machines. Migrations are embedded in the binary and applied when the store opens.
+//!
+//! Events are upserted on (host, window start, model version): an event is written when it
+//! opens and updated when it closes, and replaying the same input never duplicates a row.
 
-pub mod schema;
+pub mod postgres_schema;
+pub mod sqlite_schema;
 
+use anomaly_core::Anomaly;
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use diesel::upsert::excluded;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use serde::{Deserialize, Serialize};
 
-/// The PostgreSQL migrations, compiled into the binary and applied at start.
+/// The PostgreSQL migrations.
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// The SQLite migrations.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// An anomaly event as stored.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize, Deserialize)]
-#[diesel(table_name = schema::anomalies)]
+#[diesel(table_name = postgres_schema::anomalies)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct AnomalyRow {
     /// The host (entity) the event is about.
@@ -35,21 +45,158 @@ pub struct AnomalyRow {
     pub model_version: String,
 }
 
-/// Opens a connection to `url` and applies every pending migration.
-pub fn connect_and_migrate(url: &str) -> anyhow::Result<PgConnection> {
-    let mut conn = PgConnection::establish(url)
-        .with_context(|| format!("cannot connect to PostgreSQL at {url}"))?;
-    conn.run_pending_migrations(POSTGRES_MIGRATIONS)
-        .map_err(|e| anyhow::anyhow!("cannot apply migrations: {e}"))?;
-    Ok(conn)
+/// The SQLite form of [`AnomalyRow`]: JSON as text.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sqlite_schema::anomalies)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+struct SqliteAnomalyRow {
+    host: String,
+    window_start: DateTime<Utc>,
+    window_end: DateTime<Utc>,
+    score: f64,
+    threshold: f64,
+    severity: String,
+    top_metrics: String,
+    model_version: String,
 }
 
-/// Inserts `rows`, skipping any event already stored (same host, window start and model version),
-/// so that replaying the same input never duplicates a row. Returns how many rows were new.
-pub fn insert_anomalies(conn: &mut PgConnection, rows: &[AnomalyRow]) -> anyhow::Result<usize> {
-    diesel::insert_into(schema::anomalies::table)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .context("cannot insert anomalies")
+impl From<&Anomaly> for AnomalyRow {
+    fn from(a: &Anomaly) -> Self {
+        let at = |ms: i64| {
+            Utc.timestamp_millis_opt(ms)
+                .single()
+                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+        };
+        Self {
+            host: a.entity.clone(),
+            window_start: at(a.window_start_ms),
+            window_end: at(a.window_end_ms),
+            score: a.score,
+            threshold: a.threshold,
+            severity: a.severity.as_str().to_string(),
+            top_metrics: serde_json::to_value(&a.top_metrics).unwrap_or(serde_json::Value::Null),
+            model_version: a.model_version.clone(),
+        }
+    }
+}
+
+/// A connection to the event store.
+pub enum Store {
+    /// A PostgreSQL database.
+    Postgres(PgConnection),
+    /// An SQLite file.
+    Sqlite(SqliteConnection),
+}
+
+impl Store {
+    /// Opens `url` and applies pending migrations: `postgres://...` or `postgresql://...` for
+    /// PostgreSQL, anything else is an SQLite file path (`sqlite://` prefix optional).
+    pub fn open(url: &str) -> anyhow::Result<Self> {
+        let migrate = |e: Box<dyn std::error::Error + Send + Sync>| {
+            anyhow::anyhow!("cannot apply migrations: {e}")
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut conn = PgConnection::establish(url)
+                .with_context(|| format!("cannot connect to PostgreSQL at {url}"))?;
+            conn.run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map_err(migrate)?;
+            Ok(Self::Postgres(conn))
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let mut conn = SqliteConnection::establish(path)
+                .with_context(|| format!("cannot open SQLite file {path}"))?;
+            conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(migrate)?;
+            Ok(Self::Sqlite(conn))
+        }
+    }
+
+    /// Writes `rows`: new events are inserted, known ones (same host, window start and model
+    /// version) get their end, peak score, severity and top metrics updated.
+    pub fn upsert(&mut self, rows: &[AnomalyRow]) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(conn) => {
+                use postgres_schema::anomalies::dsl::*;
+                for row in rows {
+                    diesel::insert_into(anomalies)
+                        .values(row)
+                        .on_conflict((host, window_start, model_version))
+                        .do_update()
+                        .set((
+                            window_end.eq(excluded(window_end)),
+                            score.eq(excluded(score)),
+                            severity.eq(excluded(severity)),
+                            top_metrics.eq(excluded(top_metrics)),
+                        ))
+                        .execute(conn)
+                        .context("cannot write anomalies to PostgreSQL")?;
+                }
+            }
+            Self::Sqlite(conn) => {
+                use sqlite_schema::anomalies::dsl::*;
+                for row in rows {
+                    let row = SqliteAnomalyRow {
+                        host: row.host.clone(),
+                        window_start: row.window_start,
+                        window_end: row.window_end,
+                        score: row.score,
+                        threshold: row.threshold,
+                        severity: row.severity.clone(),
+                        top_metrics: row.top_metrics.to_string(),
+                        model_version: row.model_version.clone(),
+                    };
+                    diesel::insert_into(anomalies)
+                        .values(&row)
+                        .on_conflict((host, window_start, model_version))
+                        .do_update()
+                        .set((
+                            window_end.eq(excluded(window_end)),
+                            score.eq(excluded(score)),
+                            severity.eq(excluded(severity)),
+                            top_metrics.eq(excluded(top_metrics)),
+                        ))
+                        .execute(conn)
+                        .context("cannot write anomalies to SQLite")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stored event, oldest window first.
+    pub fn events(&mut self) -> anyhow::Result<Vec<AnomalyRow>> {
+        match self {
+            Self::Postgres(conn) => {
+                use postgres_schema::anomalies::dsl::*;
+                anomalies
+                    .select(AnomalyRow::as_select())
+                    .order((window_start, host))
+                    .load(conn)
+                    .context("cannot read anomalies")
+            }
+            Self::Sqlite(conn) => {
+                use sqlite_schema::anomalies::dsl::*;
+                let rows: Vec<SqliteAnomalyRow> = anomalies
+                    .select(SqliteAnomalyRow::as_select())
+                    .order((window_start, host))
+                    .load(conn)
+                    .context("cannot read anomalies")?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok(AnomalyRow {
+                            top_metrics: serde_json::from_str(&r.top_metrics)
+                                .context("stored top metrics")?,
+                            host: r.host,
+                            window_start: r.window_start,
+                            window_end: r.window_end,
+                            score: r.score,
+                            threshold: r.threshold,
+                            severity: r.severity,
+                            model_version: r.model_version,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
 }

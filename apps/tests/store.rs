@@ -1,8 +1,9 @@
-//! The store against a real PostgreSQL: migrations apply, a row round-trips, a replay adds nothing.
+//! The event store against a real PostgreSQL and an SQLite file: migrations apply, rows round-trip,
+//! an event's update replaces it, and a replay adds nothing.
 
 mod support;
 
-use anomaly_apps::store::{self, AnomalyRow};
+use anomaly_apps::store::{AnomalyRow, Store};
 use chrono::{TimeZone, Utc};
 use diesel::prelude::*;
 
@@ -53,34 +54,39 @@ fn sample_row(host: &str, minute: u32) -> AnomalyRow {
     }
 }
 
-#[test]
-fn migrations_apply_and_an_anomaly_row_round_trips() {
-    let (_db, url) = ScratchDatabase::create();
-    let mut conn = store::connect_and_migrate(&url).expect("migrate");
-
+/// Writes two events, replays one with a later end and higher peak (as when an event closes),
+/// and checks that the store holds exactly the two, the replayed one updated.
+fn round_trip_and_upsert(store: &mut Store) {
     let rows = vec![sample_row("web-1", 0), sample_row("web-2", 5)];
-    assert_eq!(store::insert_anomalies(&mut conn, &rows).unwrap(), 2);
+    store.upsert(&rows).expect("insert");
+    assert_eq!(store.events().unwrap(), rows);
 
-    use store::schema::anomalies::dsl;
-    let back: Vec<AnomalyRow> = dsl::anomalies
-        .select(AnomalyRow::as_select())
-        .order(dsl::host)
-        .load(&mut conn)
-        .expect("select");
-    assert_eq!(back, rows);
+    let mut closed = rows[0].clone();
+    closed.window_end = Utc.with_ymd_and_hms(2026, 11, 24, 10, 7, 0).unwrap();
+    closed.score = 9.0;
+    store.upsert(std::slice::from_ref(&closed)).expect("upsert");
+    store.upsert(std::slice::from_ref(&closed)).expect("replay");
+    let back = store.events().unwrap();
+    assert_eq!(back, vec![closed, rows[1].clone()]);
 }
 
 #[test]
-fn replaying_the_same_events_adds_no_rows() {
+fn postgres_migrates_round_trips_and_never_duplicates_an_event() {
     let (_db, url) = ScratchDatabase::create();
-    let mut conn = store::connect_and_migrate(&url).expect("migrate");
-    let rows = vec![sample_row("db-1", 10)];
-    assert_eq!(store::insert_anomalies(&mut conn, &rows).unwrap(), 1);
-    assert_eq!(store::insert_anomalies(&mut conn, &rows).unwrap(), 0);
+    let mut store = Store::open(&url).expect("open PostgreSQL store");
+    assert!(matches!(store, Store::Postgres(_)));
+    round_trip_and_upsert(&mut store);
+    // Opening again applies no migration twice and keeps the rows.
+    let mut again = Store::open(&url).expect("reopen");
+    assert_eq!(again.events().unwrap().len(), 2);
+}
 
-    // Migrations are idempotent: a restart applies nothing twice.
-    let mut again = store::connect_and_migrate(&url).expect("second migrate");
-    use store::schema::anomalies::dsl;
-    let count: i64 = dsl::anomalies.count().get_result(&mut again).unwrap();
-    assert_eq!(count, 1);
+#[test]
+fn sqlite_migrates_round_trips_and_never_duplicates_an_event() {
+    let path = std::env::temp_dir().join(format!("{}.db", support::unique_name("anomaly_store")));
+    let mut store = Store::open(path.to_str().unwrap()).expect("open SQLite store");
+    assert!(matches!(store, Store::Sqlite(_)));
+    round_trip_and_upsert(&mut store);
+    drop(store);
+    std::fs::remove_file(&path).unwrap();
 }
