@@ -89,6 +89,29 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for PostcardCodec {
     }
 }
 
+/// Raw UTF-8 text for `String` keys or values (no quotes, unlike JSON): how Kafka tools and most
+/// producers write string keys such as host names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Utf8Codec;
+
+impl Codec<String> for Utf8Codec {
+    fn encode(&self, value: &String, buf: &mut Vec<u8>) -> Result<()> {
+        buf.extend_from_slice(value.as_bytes());
+        Ok(())
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<String> {
+        String::from_utf8(bytes.to_vec()).map_err(|e| Error::Decode {
+            codec: "utf8",
+            message: e.to_string(),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "utf8"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -43,6 +43,39 @@ pub enum Error {
         /// What the deserializer reported.
         message: String,
     },
+    /// A topology is inconsistent (two pipelines on one topic, no sink, a transactional sink
+    /// mixed with other sinks, ...). Raised when it is built, never per record.
+    #[error("invalid topology: {0}")]
+    Topology(String),
+    /// The Kafka client reported an error (configuration, connection, produce or commit).
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// A sink failed to write or acknowledge outputs; the runtime stops rather than commit past
+    /// them.
+    #[error("sink {sink}: {message}")]
+    Sink {
+        /// The sink's name (topic name for topic sinks).
+        sink: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A record could not be processed and there is no dead-letter topic to send it to.
+    #[error(
+        "record at {topic}/{partition}@{offset} failed and no dead-letter topic is set: {message}"
+    )]
+    Undeliverable {
+        /// Source topic.
+        topic: String,
+        /// Source partition.
+        partition: i32,
+        /// Source offset.
+        offset: u64,
+        /// The underlying error.
+        message: String,
+    },
+    /// A typed call on the test driver named a topic, sink or type the topology does not have.
+    #[error("test driver: {0}")]
+    Driver(String),
 }
 
 /// A `Result` whose error is [`Error`].

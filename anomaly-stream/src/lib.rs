@@ -1,22 +1,31 @@
 //! # anomaly-stream
 //!
-//! A Kafka Streams-style typed stream library for the anomaly detector: keyed count and time
-//! windows, codecs for keys and values, and (elsewhere in the crate) the Kafka runtime that
-//! drives them.
+//! A Kafka Streams-style typed stream library for the anomaly detector: keyed, windowed,
+//! fault-tolerant pipelines from Kafka topics to Kafka topics and databases.
 //!
-//! This part is the pure core, free of rdkafka, tokio and clocks:
-//!
-//! * [`window`]: per-partition window operators. [`RowWindows`] is the detector's hot path
-//!   (last `W` rows of `D` floats per host as one contiguous slice, no allocation per record);
-//!   [`CountWindows`] is its generic counterpart; [`TimeWindows`] aggregates tumbling, hopping
-//!   or sliding event-time windows with watermark, grace, late-record output, idle flush and
-//!   early updates, over any [`Aggregator`].
-//! * [`codec`]: [`Codec`] with [`JsonCodec`] and [`PostcardCodec`] for any serde type.
+//! * [`topology`]: a [`TopologyBuilder`] hands out typed [`Stream`]s per source topic with
+//!   stateless operators (`map`, `filter`, `flat_map`, `key_by`, side outputs), window operators
+//!   and sinks, and builds an immutable [`Topology`].
+//! * [`window`]: the pure per-partition window operators the topology instantiates.
+//!   [`RowWindows`] is the detector's hot path (last `W` rows of `D` floats per host as one
+//!   contiguous slice, no allocation per record); [`CountWindows`] is its generic counterpart;
+//!   [`TimeWindows`] aggregates tumbling, hopping or sliding event-time windows with watermark,
+//!   grace, late-record output, idle flush and early updates, over any [`Aggregator`].
+//! * [`kafka`]: the runtime (rdkafka lives only here): consumer group, one operator instance per
+//!   assigned partition, at-least-once commits that wait for sink acknowledgements, window state
+//!   rebuilt by replay after restarts and rebalances, dead-letter topic, backpressure by pausing
+//!   partitions. [`sink`]: async and transactional (exactly-once) sinks for databases.
+//! * [`TestDriver`]: the same topology and operator code in memory, with an explicit clock, for
+//!   unit tests without a broker. [`offsets`]: the commit and replay bookkeeping both share.
+//! * [`codec`]: [`Codec`] with [`JsonCodec`], [`PostcardCodec`] and [`Utf8Codec`].
+//! * [`metrics`]: every metric name, and [`metrics::describe`].
 //!
 //! Operators take every input, wall-clock time included, as arguments, so the same calls always
 //! produce the same outputs; the runtime owns consumers, producers and timers and replays
 //! from [`min_retained_position`](TimeWindows::min_retained_position) after a restart (see
 //! [`window`] for the contract).
+//!
+//! The window operators on their own:
 //!
 //! ```
 //! use anomaly_stream::window::{
@@ -51,11 +60,21 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod driver;
 pub mod error;
+pub mod kafka;
+pub mod metrics;
+pub mod offsets;
+pub mod sink;
+pub mod topology;
 pub mod window;
 
-pub use codec::{Codec, JsonCodec, PostcardCodec};
+pub use codec::{Codec, JsonCodec, PostcardCodec, Utf8Codec};
+pub use driver::TestDriver;
 pub use error::{Error, Result};
+pub use offsets::CommitPoint;
+pub use sink::{MemorySink, Sink, SourceOffset, TransactionalSink};
+pub use topology::{OutgoingMessage, RawRecord, Record, Rows, Stream, Topology, TopologyBuilder};
 pub use window::{
     Aggregator, CountWindow, CountWindowSpec, CountWindows, RowWindow, RowWindows,
     TimeWindowConfig, TimeWindowOutput, TimeWindowSpec, TimeWindows, WindowResult, WindowTrigger,

@@ -1,0 +1,478 @@
+//! The poll thread: consumer, rebalance callbacks, pausing and commits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
+use tokio::sync::mpsc::error::TrySendError;
+
+use super::worker::{Input, Shared, WorkerHandle, lock, spawn_sinks, spawn_worker};
+use super::{KILL, RUN, RuntimeStats, Settings};
+use crate::error::{Error, Result};
+use crate::metrics as m;
+use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
+use crate::topology::{RawRecord, Topology};
+
+fn kafka(e: KafkaError) -> Error {
+    Error::Kafka(e.to_string())
+}
+
+/// One assigned partition as the poll thread sees it.
+struct Slot {
+    worker: WorkerHandle,
+    /// Paused for backpressure: the first offset not handed to the worker, sought back to on
+    /// resume.
+    paused_at: Option<u64>,
+    /// Offsets below this were handed to the worker (later copies are dropped).
+    next_expected: u64,
+    last_committed: CommitPoint,
+}
+
+pub(crate) struct PollState {
+    shared: Arc<Shared>,
+    /// Never subscribed: commits each partition's replay position as its offset in the group
+    /// `<group.id>.replay`, for brokers that drop commit metadata (nisshi does).
+    replay: BaseConsumer,
+    rt: tokio::runtime::Handle,
+    slots: Mutex<HashMap<(String, i32), Slot>>,
+}
+
+pub(crate) struct Context {
+    state: Arc<PollState>,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!(m::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = self.state.assign(consumer, tpl) {
+                    self.state.shared.stats.set_fatal(&e);
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    self.state.shared.stats.set_fatal(&kafka(e));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let commit = self.state.shared.control.load(Ordering::SeqCst) != KILL;
+                self.state.revoke_all(consumer, commit);
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+type Consumer_ = BaseConsumer<Context>;
+
+impl PollState {
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads where each assigned partition stands, points the assignment at the replay start
+    /// and starts a worker per partition.
+    fn assign(&self, consumer: &Consumer_, tpl: &mut TopicPartitionList) -> Result<()> {
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let topology = &self.shared.topology;
+        let mut points: HashMap<(String, i32), CommitPoint> = HashMap::new();
+        if let Some((_, sink)) = topology.transactional_sink() {
+            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (t, p) in &parts {
+                by_topic.entry(t).or_default().push(*p);
+            }
+            for (topic, partitions) in by_topic {
+                let stored = self.rt.block_on(sink.load_offsets(topic, &partitions))?;
+                for o in stored {
+                    points.insert(
+                        (o.topic, o.partition),
+                        CommitPoint {
+                            offset: o.offset,
+                            replay_from: o.replay_from.min(o.offset),
+                        },
+                    );
+                }
+            }
+        } else {
+            let committed = consumer
+                .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                .map_err(kafka)?;
+            let replay = self
+                .replay
+                .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                .map_err(kafka)?;
+            for e in committed.elements() {
+                if let Offset::Offset(o) = e.offset()
+                    && o >= 0
+                {
+                    let mut point = decode_metadata(o as u64, e.metadata());
+                    if point.replay_from == point.offset
+                        && let Some(Offset::Offset(r)) = replay
+                            .find_partition(e.topic(), e.partition())
+                            .map(|r| r.offset())
+                        && r >= 0
+                    {
+                        point.replay_from = (r as u64).min(point.offset);
+                    }
+                    points.insert((e.topic().to_owned(), e.partition()), point);
+                }
+            }
+        }
+        let mut slots = self.lock_slots();
+        for (topic, partition) in parts {
+            let point = points.get(&(topic.clone(), partition)).copied();
+            if let Some(p) = point {
+                tpl.set_partition_offset(&topic, partition, Offset::Offset(p.replay_from as i64))
+                    .map_err(kafka)?;
+            }
+            let base = point.unwrap_or(CommitPoint {
+                offset: 0,
+                replay_from: 0,
+            });
+            let Some(task) = topology.instantiate(&topic, partition, base.offset) else {
+                continue;
+            };
+            tracing::info!(%topic, partition, ?point, "partition assigned");
+            metrics::counter!(m::PARTITIONS_ASSIGNED, "topic" => topic.clone()).increment(1);
+            let worker = spawn_worker(&self.shared, &self.rt, task, base);
+            self.shared
+                .stats
+                .lock_assigned()
+                .insert((topic.clone(), partition));
+            slots.insert(
+                (topic, partition),
+                Slot {
+                    worker,
+                    paused_at: None,
+                    next_expected: base.replay_from,
+                    last_committed: base,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops every worker at a record boundary; with `commit`, waits for their outputs to be
+    /// acknowledged and commits where they stand.
+    fn revoke_all(&self, consumer: &Consumer_, commit: bool) {
+        let mut slots: Vec<((String, i32), Slot)> = self.lock_slots().drain().collect();
+        if slots.is_empty() {
+            return;
+        }
+        for (_, slot) in &mut slots {
+            if let Some(stop) = slot.worker.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        if commit {
+            let timeout = self.shared.settings.revoke_timeout + Duration::from_secs(1);
+            for (_, slot) in &slots {
+                let _ = slot.worker.done.recv_timeout(timeout);
+            }
+            self.commit_slots(consumer, slots.iter_mut().map(|(k, s)| (&*k, s)));
+        }
+        let mut assigned = self.shared.stats.lock_assigned();
+        for ((topic, partition), _) in &slots {
+            tracing::info!(%topic, partition, commit, "partition revoked");
+            metrics::counter!(m::PARTITIONS_REVOKED, "topic" => topic.clone()).increment(1);
+            assigned.remove(&(topic.clone(), *partition));
+        }
+    }
+
+    /// Commits every given partition whose commit point moved (at-least-once mode only).
+    fn commit_slots<'a>(
+        &self,
+        consumer: &Consumer_,
+        slots: impl Iterator<Item = (&'a (String, i32), &'a mut Slot)>,
+    ) {
+        if self.shared.topology.is_exactly_once() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut replay_tpl = TopicPartitionList::new();
+        let mut moved = Vec::new();
+        for ((topic, partition), slot) in slots {
+            let point = lock(&slot.worker.tracker).committable();
+            if point == slot.last_committed {
+                continue;
+            }
+            if tpl
+                .add_partition_offset(topic, *partition, Offset::Offset(point.offset as i64))
+                .is_err()
+            {
+                continue;
+            }
+            if let Some(mut e) = tpl.find_partition(topic, *partition) {
+                e.set_metadata(encode_metadata(point));
+            }
+            let _ = replay_tpl.add_partition_offset(
+                topic,
+                *partition,
+                Offset::Offset(point.replay_from as i64),
+            );
+            moved.push((slot, point, topic));
+        }
+        if moved.is_empty() {
+            return;
+        }
+        // The offset first, then the replay position: a crash in between leaves an older (smaller)
+        // replay position, which is still a valid one.
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                if let Err(e) = self.replay.commit(&replay_tpl, CommitMode::Sync) {
+                    tracing::warn!(error = %e, "committing replay positions failed");
+                }
+                self.shared.stats.add_commits(moved.len() as u64);
+                for (slot, point, topic) in moved {
+                    metrics::counter!(m::COMMITS, "topic" => topic.clone()).increment(1);
+                    slot.last_committed = point;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "commit failed; retrying later"),
+        }
+    }
+
+    fn commit(&self, consumer: &Consumer_) {
+        let mut slots = self.lock_slots();
+        self.commit_slots(consumer, slots.iter_mut());
+    }
+
+    fn on_message(&self, consumer: &Consumer_, msg: &BorrowedMessage<'_>) {
+        let key = (msg.topic().to_owned(), msg.partition());
+        let mut slots = self.lock_slots();
+        let Some(slot) = slots.get_mut(&key) else {
+            return;
+        };
+        let offset = msg.offset() as u64;
+        if offset < slot.next_expected || slot.paused_at.is_some() {
+            return;
+        }
+        let raw = RawRecord {
+            key: msg.key().map(<[u8]>::to_vec),
+            value: msg.payload().unwrap_or_default().to_vec(),
+            timestamp_ms: msg.timestamp().to_millis().unwrap_or(0),
+        };
+        self.shared.stats.add_buffered(1);
+        match slot.worker.tx.try_send(Input::Record(offset, raw)) {
+            Ok(()) => slot.next_expected = offset + 1,
+            Err(TrySendError::Full(_)) => {
+                self.shared.stats.add_buffered(-1);
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&key.0, key.1);
+                match consumer.pause(&tpl) {
+                    Ok(()) => {
+                        slot.paused_at = Some(offset);
+                        self.shared.stats.inc_pauses();
+                        metrics::counter!(m::PARTITION_PAUSES, "topic" => key.0.clone())
+                            .increment(1);
+                    }
+                    Err(e) => {
+                        self.shared.stats.set_fatal(&kafka(e));
+                    }
+                }
+            }
+            Err(TrySendError::Closed(_)) => self.shared.stats.add_buffered(-1),
+        }
+    }
+
+    /// Resumes paused partitions whose queue drained to half, seeking back to the first record
+    /// that did not fit.
+    fn resume_ready(&self, consumer: &Consumer_) {
+        let mut slots = self.lock_slots();
+        let half = self.shared.settings.queue_capacity.div_ceil(2);
+        for ((topic, partition), slot) in slots.iter_mut() {
+            let Some(offset) = slot.paused_at else {
+                continue;
+            };
+            if slot.worker.tx.capacity() < half {
+                continue;
+            }
+            let seek = consumer.seek(
+                topic,
+                *partition,
+                Offset::Offset(offset as i64),
+                Duration::from_secs(5),
+            );
+            if let Err(e) = seek {
+                tracing::warn!(%topic, partition, error = %e, "seek before resume failed; retrying");
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, *partition);
+            match consumer.resume(&tpl) {
+                Ok(()) => slot.paused_at = None,
+                Err(e) => tracing::warn!(%topic, partition, error = %e, "resume failed; retrying"),
+            }
+        }
+    }
+
+    fn tick_all(&self, now_ms: i64) {
+        for slot in self.lock_slots().values() {
+            // A full queue means the worker is busy; it gets the next tick.
+            let _ = slot.worker.tx.try_send(Input::Tick(now_ms));
+        }
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Creates the clients and sink tasks and starts the poll thread.
+pub(crate) fn spawn(
+    topology: Topology,
+    config: Vec<(String, String)>,
+    settings: Settings,
+    rt: tokio::runtime::Handle,
+    stats: Arc<RuntimeStats>,
+    control: Arc<AtomicU8>,
+) -> Result<JoinHandle<Result<()>>> {
+    let has = |key: &str| config.iter().any(|(k, _)| k == key);
+    let mut consumer_config = ClientConfig::new();
+    let mut producer_config = ClientConfig::new();
+    for (k, v) in &config {
+        consumer_config.set(k, v);
+        if !matches!(
+            k.as_str(),
+            "group.id"
+                | "auto.offset.reset"
+                | "session.timeout.ms"
+                | "heartbeat.interval.ms"
+                | "partition.assignment.strategy"
+                | "statistics.interval.ms"
+                | "max.poll.interval.ms"
+        ) {
+            producer_config.set(k, v);
+        }
+    }
+    consumer_config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    for (key, default) in [
+        ("partition.assignment.strategy", "range"),
+        ("auto.offset.reset", "earliest"),
+        ("statistics.interval.ms", "1000"),
+    ] {
+        if !has(key) {
+            consumer_config.set(key, default);
+        }
+    }
+    producer_config
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+    if !has("linger.ms") {
+        producer_config.set("linger.ms", "5");
+    }
+    let producer: FutureProducer = producer_config.create().map_err(kafka)?;
+    let topology = Arc::new(topology);
+    let sinks = spawn_sinks(&rt, &topology, &settings, &stats);
+    let shared = Arc::new(Shared {
+        topology: Arc::clone(&topology),
+        producer,
+        sinks,
+        stats: Arc::clone(&stats),
+        control: Arc::clone(&control),
+        settings: settings.clone(),
+    });
+    let group = config
+        .iter()
+        .find(|(k, _)| k == "group.id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let replay: BaseConsumer = consumer_config
+        .clone()
+        .set("group.id", format!("{group}.replay"))
+        .set("statistics.interval.ms", "0")
+        .create()
+        .map_err(kafka)?;
+    let state = Arc::new(PollState {
+        shared,
+        replay,
+        rt,
+        slots: Mutex::new(HashMap::new()),
+    });
+    let consumer: Consumer_ = consumer_config
+        .create_with_context(Context {
+            state: Arc::clone(&state),
+        })
+        .map_err(kafka)?;
+    consumer
+        .subscribe(&topology.source_topics())
+        .map_err(kafka)?;
+    std::thread::Builder::new()
+        .name("anomaly-stream-poll".into())
+        .spawn(move || poll_loop(consumer, state, settings))
+        .map_err(|e| Error::Kafka(format!("spawning the poll thread: {e}")))
+}
+
+fn poll_loop(consumer: Consumer_, state: Arc<PollState>, settings: Settings) -> Result<()> {
+    let shared = Arc::clone(&state.shared);
+    let mut last_commit = Instant::now();
+    let mut last_tick = Instant::now();
+    while shared.control.load(Ordering::SeqCst) == RUN && shared.stats.fatal().is_none() {
+        match consumer.poll(Duration::from_millis(20)) {
+            Some(Ok(msg)) => state.on_message(&consumer, &msg),
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            None => {}
+        }
+        state.resume_ready(&consumer);
+        if last_commit.elapsed() >= settings.commit_interval {
+            state.commit(&consumer);
+            last_commit = Instant::now();
+        }
+        if last_tick.elapsed() >= settings.tick_interval {
+            state.tick_all(wall_clock_ms());
+            last_tick = Instant::now();
+        }
+    }
+    let kill = shared.control.load(Ordering::SeqCst) == KILL;
+    // Graceful stop or failure: commit what is acknowledged (safe either way). Kill: nothing.
+    state.revoke_all(&consumer, !kill);
+    consumer.unsubscribe();
+    // Serve the resulting revoke callback (no partitions left, so nothing to do) and leave the
+    // group before the consumer is closed.
+    for _ in 0..3 {
+        let _ = consumer.poll(Duration::from_millis(10));
+    }
+    drop(consumer);
+    match shared.stats.fatal() {
+        Some(message) => Err(Error::Kafka(message)),
+        None => Ok(()),
+    }
+}

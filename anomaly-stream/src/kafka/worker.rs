@@ -1,0 +1,423 @@
+//! Partition workers, delivery ackers and sink tasks.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{KILL, RuntimeStats, Settings};
+use crate::error::{Error, Result};
+use crate::metrics as m;
+use crate::offsets::{CommitPoint, PartitionOffsets};
+use crate::sink::{ErasedSink, Item, SourceOffset};
+use crate::topology::{Emitted, OutgoingMessage, PartitionTask, RawRecord, SinkKind, Topology};
+
+pub(crate) type Tracker = Arc<Mutex<PartitionOffsets>>;
+
+pub(crate) fn lock(t: &Tracker) -> std::sync::MutexGuard<'_, PartitionOffsets> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the poll thread sends a worker.
+pub(crate) enum Input {
+    Record(u64, RawRecord),
+    Tick(i64),
+}
+
+/// An output for an async sink and who to acknowledge it to.
+pub(crate) struct SinkItem {
+    item: Item,
+    tracker: Tracker,
+    offset: u64,
+}
+
+/// State shared by the poll thread and every task.
+pub(crate) struct Shared {
+    pub topology: Arc<Topology>,
+    pub producer: FutureProducer,
+    /// Channel to each async sink's task, by sink index (`None` for the transactional sink).
+    pub sinks: Vec<Option<mpsc::Sender<SinkItem>>>,
+    pub stats: Arc<RuntimeStats>,
+    pub control: Arc<std::sync::atomic::AtomicU8>,
+    pub settings: Settings,
+}
+
+impl Shared {
+    fn killed(&self) -> bool {
+        self.control.load(Ordering::SeqCst) == KILL
+    }
+}
+
+/// The poll thread's handle on one partition's worker.
+pub(crate) struct WorkerHandle {
+    pub tx: mpsc::Sender<Input>,
+    pub stop: Option<oneshot::Sender<()>>,
+    pub done: std::sync::mpsc::Receiver<()>,
+    pub tracker: Tracker,
+}
+
+/// Starts the worker (and its delivery acker) for one partition.
+pub(crate) fn spawn_worker(
+    shared: &Arc<Shared>,
+    rt: &tokio::runtime::Handle,
+    task: PartitionTask,
+    base: CommitPoint,
+) -> WorkerHandle {
+    let (tx, rx) = mpsc::channel(shared.settings.queue_capacity);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let tracker: Tracker = Arc::new(Mutex::new(PartitionOffsets::new(base)));
+    let (acks_tx, acks_rx) = mpsc::channel(shared.settings.sink_capacity);
+    rt.spawn(acker(
+        acks_rx,
+        Arc::clone(&tracker),
+        Arc::clone(&shared.stats),
+    ));
+    let worker = Worker {
+        shared: Arc::clone(shared),
+        task,
+        tracker: Arc::clone(&tracker),
+        acks: acks_tx,
+        tx_batch: Vec::new(),
+    };
+    rt.spawn(worker.run(rx, stop_rx, done_tx));
+    WorkerHandle {
+        tx,
+        stop: Some(stop_tx),
+        done: done_rx,
+        tracker,
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    task: PartitionTask,
+    tracker: Tracker,
+    acks: mpsc::Sender<(DeliveryFuture, u64)>,
+    /// Outputs for the transactional sink not yet written.
+    tx_batch: Vec<Item>,
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Input>,
+        mut stop: oneshot::Receiver<()>,
+        done: std::sync::mpsc::Sender<()>,
+    ) {
+        let result = self.process(&mut rx, &mut stop).await;
+        if let Err(e) = &result {
+            self.shared.stats.set_fatal(e);
+        }
+        // Records still queued are dropped: they are not committed, the next owner reads them.
+        let queued = rx.len() as i64;
+        self.shared.stats.add_buffered(-queued);
+        drop(rx);
+        let Worker {
+            shared,
+            tracker,
+            acks,
+            ..
+        } = self;
+        drop(acks);
+        if result.is_ok() && !shared.killed() {
+            // Wait for outstanding acknowledgements so the revoke commit covers everything.
+            let deadline = Instant::now() + shared.settings.revoke_timeout;
+            while lock(&tracker).pending() > 0
+                && Instant::now() < deadline
+                && shared.stats.fatal().is_none()
+                && !shared.killed()
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let _ = done.send(());
+    }
+
+    async fn process(
+        &mut self,
+        rx: &mut mpsc::Receiver<Input>,
+        stop: &mut oneshot::Receiver<()>,
+    ) -> Result<()> {
+        let settings = self.shared.settings.clone();
+        let eos = self.shared.topology.transactional_sink().is_some();
+        let mut timer =
+            tokio::time::interval(settings.checkpoint_interval.min(settings.commit_interval));
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_flush = Instant::now();
+        let mut dirty = false;
+        let histogram =
+            metrics::histogram!(m::PROCESSING_SECONDS, "topic" => self.task.topic().to_string());
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut *stop => break,
+                _ = timer.tick() => {
+                    self.checkpoint();
+                    if eos && dirty && last_flush.elapsed() >= settings.commit_interval {
+                        self.flush_transaction().await?;
+                        last_flush = Instant::now();
+                        dirty = false;
+                    }
+                }
+                input = rx.recv() => match input {
+                    None => break,
+                    Some(Input::Record(offset, raw)) => {
+                        self.shared.stats.add_buffered(-1);
+                        let started = Instant::now();
+                        let emitted = std::mem::take(self.task.process(offset, &raw)?);
+                        self.dispatch(emitted, offset, false).await?;
+                        histogram.record(started.elapsed().as_secs_f64());
+                        self.shared.stats.inc_processed();
+                        dirty = true;
+                        if eos && self.tx_batch.len() >= settings.sink_batch {
+                            self.flush_transaction().await?;
+                            last_flush = Instant::now();
+                            dirty = false;
+                        }
+                    }
+                    Some(Input::Tick(now_ms)) => {
+                        let (next, base) = {
+                            let t = lock(&self.tracker);
+                            (t.next(), t.base())
+                        };
+                        // Not while replaying: idle flushes are not part of the replayed state.
+                        if next > base.offset && next > 0 {
+                            let emitted = std::mem::take(self.task.tick(now_ms, next - 1)?);
+                            self.dispatch(emitted, next - 1, true).await?;
+                        }
+                    }
+                },
+            }
+        }
+        self.checkpoint();
+        if eos && dirty && !self.shared.killed() {
+            self.flush_transaction().await?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) {
+        let min = self.task.min_retained();
+        lock(&self.tracker).checkpoint(min);
+    }
+
+    /// Hands outputs derived from `offset` to their sinks, registering them as pending first.
+    async fn dispatch(&mut self, emitted: Vec<Emitted>, offset: u64, tick: bool) -> Result<()> {
+        let acknowledged = emitted
+            .iter()
+            .filter(|e| match e {
+                Emitted::Topic(_) => true,
+                Emitted::Sink { sink, .. } => self.shared.sinks[*sink].is_some(),
+            })
+            .count() as u32;
+        {
+            let mut t = lock(&self.tracker);
+            if tick {
+                t.add_pending(offset, acknowledged);
+            } else {
+                t.processed(offset, acknowledged);
+            }
+        }
+        for e in emitted {
+            match e {
+                Emitted::Topic(msg) => self.produce(msg, offset).await?,
+                Emitted::Sink { sink, item } => match &self.shared.sinks[sink] {
+                    Some(tx) => {
+                        self.shared.stats.add_buffered(1);
+                        let item = SinkItem {
+                            item,
+                            tracker: Arc::clone(&self.tracker),
+                            offset,
+                        };
+                        if tx.send(item).await.is_err() {
+                            self.shared.stats.add_buffered(-1);
+                            return Err(Error::Sink {
+                                sink: self.shared.topology.sinks[sink].name.clone(),
+                                message: "sink task stopped".into(),
+                            });
+                        }
+                    }
+                    None => self.tx_batch.push(item),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    async fn produce(&mut self, msg: OutgoingMessage, offset: u64) -> Result<()> {
+        if self.shared.topology.dead_letter_topic() == Some(msg.topic.as_str()) {
+            self.shared.stats.inc_dead_letters();
+        }
+        let mut headers = OwnedHeaders::new_with_capacity(msg.headers.len());
+        for (key, value) in &msg.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record = FutureRecord::to(&msg.topic)
+            .payload(&msg.value)
+            .timestamp(msg.timestamp_ms)
+            .headers(headers);
+        if let Some(key) = &msg.key {
+            record = record.key(key);
+        }
+        loop {
+            match self.shared.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.shared.stats.add_buffered(1);
+                    if self.acks.send((delivery, offset)).await.is_err() {
+                        self.shared.stats.add_buffered(-1);
+                        return Err(Error::Kafka("delivery acker stopped".into()));
+                    }
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    // The producer's own queue is full: wait for deliveries (backpressure).
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    metrics::counter!(m::SINK_ERRORS, "sink" => msg.topic.clone()).increment(1);
+                    return Err(Error::Sink {
+                        sink: msg.topic.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Exactly-once: waits until dead letters are delivered, then writes the batch and this
+    /// partition's commit point in one sink transaction.
+    async fn flush_transaction(&mut self) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let Some((id, sink)) = shared.topology.transactional_sink() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + self.shared.settings.revoke_timeout;
+        while lock(&self.tracker).pending() > 0 {
+            if Instant::now() >= deadline || self.shared.stats.fatal().is_some() {
+                return Err(Error::Sink {
+                    sink: "dead-letter topic".into(),
+                    message: "deliveries not acknowledged in time".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.checkpoint();
+        let point = lock(&self.tracker).committable();
+        let offset = SourceOffset {
+            topic: self.task.topic().to_string(),
+            partition: self.task.partition(),
+            offset: point.offset,
+            replay_from: point.replay_from,
+        };
+        let name = &shared.topology.sinks[id].name;
+        let batch = std::mem::take(&mut self.tx_batch);
+        sink.write_transaction(name, batch, vec![offset])
+            .await
+            .inspect_err(|_| {
+                metrics::counter!(m::SINK_ERRORS, "sink" => name.clone()).increment(1);
+            })?;
+        metrics::counter!(m::COMMITS, "topic" => self.task.topic().to_string()).increment(1);
+        self.shared.stats.add_commits(1);
+        Ok(())
+    }
+}
+
+/// Awaits delivery reports in order and acknowledges them.
+async fn acker(
+    mut rx: mpsc::Receiver<(DeliveryFuture, u64)>,
+    tracker: Tracker,
+    stats: Arc<RuntimeStats>,
+) {
+    while let Some((delivery, offset)) = rx.recv().await {
+        stats.add_buffered(-1);
+        let failure = match delivery.await {
+            Ok(Ok(_)) => {
+                lock(&tracker).ack(offset);
+                continue;
+            }
+            Ok(Err((e, msg))) => {
+                use rdkafka::Message;
+                format!("delivery to {} failed: {e}", msg.topic())
+            }
+            Err(_) => "producer dropped a delivery report".to_owned(),
+        };
+        metrics::counter!(m::SINK_ERRORS, "sink" => "kafka").increment(1);
+        stats.set_fatal(&Error::Sink {
+            sink: "kafka".into(),
+            message: failure,
+        });
+    }
+}
+
+/// Starts the task that writes one async sink's batches.
+pub(crate) fn spawn_sink(
+    rt: &tokio::runtime::Handle,
+    name: String,
+    sink: Arc<dyn ErasedSink>,
+    settings: &Settings,
+    stats: Arc<RuntimeStats>,
+) -> mpsc::Sender<SinkItem> {
+    let (tx, mut rx) = mpsc::channel::<SinkItem>(settings.sink_capacity);
+    let max_batch = settings.sink_batch;
+    rt.spawn(async move {
+        let mut items = Vec::with_capacity(max_batch);
+        while rx.recv_many(&mut items, max_batch).await > 0 {
+            stats.add_buffered(-(items.len() as i64));
+            let mut batch = Vec::with_capacity(items.len());
+            let mut acks = Vec::with_capacity(items.len());
+            for SinkItem {
+                item,
+                tracker,
+                offset,
+            } in items.drain(..)
+            {
+                batch.push(item);
+                acks.push((tracker, offset));
+            }
+            match sink.write(&name, batch).await {
+                Ok(()) => {
+                    for (tracker, offset) in acks {
+                        lock(&tracker).ack(offset);
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!(m::SINK_ERRORS, "sink" => name.clone()).increment(1);
+                    stats.set_fatal(&e);
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// The sinks' channels, by sink index.
+pub(crate) fn spawn_sinks(
+    rt: &tokio::runtime::Handle,
+    topology: &Topology,
+    settings: &Settings,
+    stats: &Arc<RuntimeStats>,
+) -> Vec<Option<mpsc::Sender<SinkItem>>> {
+    topology
+        .sinks
+        .iter()
+        .map(|def| match &def.kind {
+            SinkKind::Async(sink) => Some(spawn_sink(
+                rt,
+                def.name.clone(),
+                Arc::clone(sink),
+                settings,
+                Arc::clone(stats),
+            )),
+            SinkKind::Transactional(_) => None,
+        })
+        .collect()
+}
