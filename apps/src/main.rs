@@ -22,6 +22,9 @@ enum Command {
     /// Sample this host's CPU, memory, load, disk and network every interval, serve them on
     /// /metrics and stream them to Kafka keyed by host.
     Collect(cmd::collect::CollectArgs),
+    /// Consume host samples, score every host's windows and write anomaly events to the store
+    /// and the anomalies topic; trains a model on a baseline first when there is none.
+    Detect(cmd::detect::DetectArgs),
     /// Train a model on recorded metrics (CSV) or a labelled dataset entity and save the artifact.
     Train(cmd::train::TrainArgs),
 }
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Collect(args) => cmd::collect::run(args),
         Command::Train(args) => cmd::train::run(args),
+        Command::Detect(args) => cmd::detect::run(args),
     }
 }

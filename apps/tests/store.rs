@@ -5,39 +5,6 @@ mod support;
 
 use anomaly_apps::store::{AnomalyRow, Store};
 use chrono::{TimeZone, Utc};
-use diesel::prelude::*;
-
-/// A fresh database for one test, dropped when the guard goes.
-struct ScratchDatabase {
-    name: String,
-}
-
-impl ScratchDatabase {
-    fn create() -> (Self, String) {
-        let base = support::postgres_base_url();
-        let mut admin = PgConnection::establish(&format!("{base}/postgres")).unwrap_or_else(|e| {
-            panic!("PostgreSQL must run at {base} (scripts/services start): {e}")
-        });
-        let name = support::unique_name("anomaly_test");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .expect("create database");
-        (Self { name: name.clone() }, format!("{base}/{name}"))
-    }
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        let base = support::postgres_base_url();
-        if let Ok(mut admin) = PgConnection::establish(&format!("{base}/postgres")) {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut admin);
-        }
-    }
-}
 
 fn sample_row(host: &str, minute: u32) -> AnomalyRow {
     AnomalyRow {
@@ -72,7 +39,7 @@ fn round_trip_and_upsert(store: &mut Store) {
 
 #[test]
 fn postgres_migrates_round_trips_and_never_duplicates_an_event() {
-    let (_db, url) = ScratchDatabase::create();
+    let (_db, url) = support::ScratchDatabase::create();
     let mut store = Store::open(&url).expect("open PostgreSQL store");
     assert!(matches!(store, Store::Postgres(_)));
     round_trip_and_upsert(&mut store);

@@ -238,7 +238,7 @@ fn unix_millis() -> i64 {
 }
 
 /// Parses `500ms`, `1s`, `1.5s`, `2m`, `1h` or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let invalid = || format!("`{text}` is not a duration such as 500ms, 1s, 2m or 1h");
     let trimmed = text.trim();
     let split = trimmed

@@ -2,3 +2,5 @@
 
 pub mod metric_names;
 pub mod pipeline;
+pub mod sink;
+pub mod state;

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use diesel::prelude::*;
+
 /// Kafka bootstrap servers of the real broker (`scripts/services start` runs one on 127.0.0.1:9092).
 pub fn kafka_brokers() -> String {
     std::env::var("ANOMALY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
@@ -27,4 +29,36 @@ pub fn unique_name(prefix: &str) -> String {
         nanos % 1_000_000_000,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A fresh database for one test, dropped when the guard goes; `create` also returns its URL.
+pub struct ScratchDatabase {
+    name: String,
+}
+
+impl ScratchDatabase {
+    pub fn create() -> (Self, String) {
+        let base = postgres_base_url();
+        let mut admin = PgConnection::establish(&format!("{base}/postgres")).unwrap_or_else(|e| {
+            panic!("PostgreSQL must run at {base} (scripts/services start): {e}")
+        });
+        let name = unique_name("anomaly_test");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .expect("create database");
+        (Self { name: name.clone() }, format!("{base}/{name}"))
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let base = postgres_base_url();
+        if let Ok(mut admin) = PgConnection::establish(&format!("{base}/postgres")) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
+        }
+    }
 }

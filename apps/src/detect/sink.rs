@@ -1,0 +1,209 @@
+//! The detector as a sink of the sample stream: every batch goes through the detector state, and
+//! the anomaly events it yields are written to the store and the anomalies topic before the batch
+//! is acknowledged, so the source offsets behind them are committed only then (at-least-once; the
+//! store's upsert makes a replay harmless).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anomaly_core::{Anomaly, Sample};
+use anomaly_stream::Record;
+use anomaly_stream::sink::{BoxFuture, Sink};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::metric_names as m;
+use super::pipeline::Detection;
+use super::state::{DetectorState, Progress};
+use crate::store::{AnomalyRow, Store};
+
+/// Where anomaly events go besides the store.
+pub struct EventTopic {
+    /// An idempotent producer (acks=all).
+    pub producer: FutureProducer,
+    /// The topic, keyed by host, values JSON [`Anomaly`].
+    pub topic: String,
+}
+
+/// Counters the demo prints and the tests read; the same figures go to Prometheus.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct DetectorCounters {
+    /// Samples consumed.
+    pub samples: u64,
+    /// Windows scored.
+    pub windows_scored: u64,
+    /// Anomaly events opened.
+    pub anomalies: u64,
+    /// Samples refused (wrong width for the schema).
+    pub refused: u64,
+    /// The latest smoothed score of any host.
+    pub last_score: f64,
+}
+
+/// The detector sink. Clones share the same state.
+#[derive(Clone)]
+pub struct DetectorSink {
+    state: Arc<Mutex<DetectorState>>,
+    store: Arc<Mutex<Store>>,
+    events: Option<Arc<EventTopic>>,
+    counters: Arc<Mutex<DetectorCounters>>,
+}
+
+impl DetectorSink {
+    /// A sink driving `state`, writing events to `store` and, when given, to `events`.
+    pub fn new(state: DetectorState, store: Store, events: Option<EventTopic>) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(state)),
+            store: Arc::new(Mutex::new(store)),
+            events: events.map(Arc::new),
+            counters: Arc::new(Mutex::new(DetectorCounters::default())),
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> DetectorCounters {
+        *self.counters.lock().expect("counters lock")
+    }
+
+    /// The threshold and model version in use, once a model is.
+    pub fn model(&self) -> Option<(f64, String)> {
+        let state = self.state.lock().expect("detector state lock");
+        state.scorer().map(|s| {
+            (
+                s.model().manifest().threshold,
+                s.model().manifest().model_version.clone(),
+            )
+        })
+    }
+
+    /// Where the detector stands.
+    pub fn progress(&self) -> Progress {
+        self.state.lock().expect("detector state lock").progress()
+    }
+
+    /// Installs a model whose training has finished even if no sample arrives.
+    pub async fn poll(&self) -> anomaly_stream::Result<()> {
+        let mut out = Vec::new();
+        self.state
+            .lock()
+            .expect("detector state lock")
+            .poll_training(&mut out)
+            .map_err(|e| sink_error(format!("{e:#}")))?;
+        self.publish(out).await
+    }
+
+    fn detect(&self, batch: Vec<Record<String, Sample>>) -> anomaly_stream::Result<Vec<Detection>> {
+        let mut out = Vec::new();
+        let mut state = self.state.lock().expect("detector state lock");
+        let mut refused = 0;
+        let samples = batch.len() as u64;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for record in batch {
+            let sample_ms = record.value.timestamp_ms;
+            let before = out.len();
+            if let Err(e) = state.on_sample(record.value, &mut out) {
+                // A sample of another schema cannot be scored; say so and carry on with the rest.
+                tracing::warn!(host = %record.key, error = %format!("{e:#}"), "sample refused");
+                refused += 1;
+            }
+            if out.len() > before {
+                let latency = (now_ms - sample_ms).max(0) as f64 / 1000.0;
+                metrics::histogram!(m::END_TO_END_LATENCY_SECONDS).record(latency);
+            }
+        }
+        let progress = state.progress();
+        let scorer = state.scorer();
+        metrics::gauge!(m::BASELINE_PROGRESS_RATIO).set(match progress {
+            Progress::Baseline(p) => p,
+            Progress::Training => 1.0,
+            Progress::Live => 1.0,
+        });
+        if let Some(s) = scorer {
+            metrics::gauge!(m::TRACKED_HOSTS).set(s.tracked_hosts() as f64);
+            metrics::gauge!(m::OPEN_EVENTS).set(s.open_events() as f64);
+            metrics::gauge!(m::THRESHOLD).set(s.model().manifest().threshold);
+            metrics::gauge!(m::MODEL_INFO, m::MODEL_VERSION => s.model().manifest().model_version.clone()).set(1.0);
+        }
+        drop(state);
+        metrics::counter!(m::SAMPLES_TOTAL).increment(samples);
+        let mut counters = self.counters.lock().expect("counters lock");
+        counters.samples += samples;
+        counters.refused += refused;
+        Ok(out)
+    }
+
+    async fn publish(&self, detections: Vec<Detection>) -> anomaly_stream::Result<()> {
+        let mut events: Vec<Anomaly> = Vec::new();
+        {
+            let mut counters = self.counters.lock().expect("counters lock");
+            for d in detections {
+                match d {
+                    Detection::Scored { host, score, .. } => {
+                        counters.windows_scored += 1;
+                        counters.last_score = score;
+                        metrics::counter!(m::WINDOWS_SCORED_TOTAL).increment(1);
+                        metrics::gauge!(m::SCORE, m::HOST => host).set(score);
+                    }
+                    Detection::Event(anomaly) => {
+                        if !anomaly.closed {
+                            counters.anomalies += 1;
+                            metrics::counter!(m::ANOMALIES_TOTAL, m::HOST => anomaly.entity.clone()).increment(1);
+                            tracing::warn!(
+                                host = %anomaly.entity,
+                                score = anomaly.score,
+                                threshold = anomaly.threshold,
+                                severity = anomaly.severity.as_str(),
+                                top = ?anomaly.top_metrics.iter().map(|c| c.metric.as_str()).collect::<Vec<_>>(),
+                                "anomaly"
+                            );
+                        }
+                        events.push(anomaly);
+                    }
+                }
+            }
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<AnomalyRow> = events.iter().map(AnomalyRow::from).collect();
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.lock().expect("store lock").upsert(&rows))
+            .await
+            .map_err(|e| sink_error(format!("store task: {e}")))?
+            .map_err(|e| sink_error(format!("{e:#}")))?;
+        if let Some(topic) = &self.events {
+            for anomaly in &events {
+                let payload = serde_json::to_vec(anomaly).map_err(|e| sink_error(e.to_string()))?;
+                topic
+                    .producer
+                    .send(
+                        FutureRecord::to(&topic.topic)
+                            .key(&anomaly.entity)
+                            .payload(&payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map_err(|(e, _)| sink_error(format!("cannot publish an anomaly: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sink_error(message: String) -> anomaly_stream::Error {
+    anomaly_stream::Error::Sink {
+        sink: "detector".to_string(),
+        message,
+    }
+}
+
+impl Sink<Record<String, Sample>> for DetectorSink {
+    fn write(
+        &self,
+        batch: Vec<Record<String, Sample>>,
+    ) -> BoxFuture<'_, anomaly_stream::Result<()>> {
+        Box::pin(async move {
+            let detections = self.detect(batch)?;
+            self.publish(detections).await
+        })
+    }
+}

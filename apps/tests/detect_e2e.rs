@@ -1,0 +1,173 @@
+//! The detector end to end against the real broker and the real PostgreSQL, with a pre-trained
+//! artifact: an anomaly injected into one host's replayed samples produces exactly one anomaly
+//! event with the right host and time; the other host's normal samples produce none.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anomaly_apps::cmd::detect::{self, DetectArgs};
+use anomaly_apps::collect::SampleFormat;
+use anomaly_apps::store::Store;
+use anomaly_core::dataset::Series;
+use anomaly_core::{MetricSchema, Sample};
+use anomaly_model::{DetectorKind, Model, TrainingConfig};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+const HOSTS: [&str; 2] = ["web-1", "web-2"];
+const SAMPLES_PER_HOST: usize = 300;
+/// Rows of web-1 whose memory jumps to 97 %: seconds 150..180 of the replay.
+const INJECTED: std::ops::Range<usize> = 150..180;
+const START_MS: i64 = 1_795_000_000_000;
+
+fn normal_row(i: usize) -> Vec<f64> {
+    let wave = (i as f64 / 30.0).sin() * 0.5 + 0.5;
+    let jitter = ((i * 7919) % 17) as f64 / 17.0;
+    vec![
+        10.0 + 60.0 * wave + jitter,
+        40.0 + jitter,
+        2.0 * wave,
+        1e5 * wave,
+        2e5 * wave,
+        5e5 * wave,
+        3e5 * wave,
+    ]
+}
+
+async fn create_topics(brokers: &str, topics: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
+        .collect();
+    for r in admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!("a Kafka broker must run at {brokers} (scripts/services start): {e}")
+        })
+    {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() {
+    let brokers = support::kafka_brokers();
+    let (_db, database_url) = support::ScratchDatabase::create();
+    let model_dir = std::env::temp_dir().join(support::unique_name("detect_model"));
+    let rows: Vec<Vec<f64>> = (0..3000).map(normal_row).collect();
+    Model::train(
+        &MetricSchema::host(),
+        &Series::from_rows(&rows).unwrap(),
+        DetectorKind::Pca,
+        &TrainingConfig::default(),
+        &mut |_| {},
+    )
+    .unwrap()
+    .save(&model_dir)
+    .unwrap();
+
+    let topic = support::unique_name("metrics");
+    let anomalies_topic = support::unique_name("anomalies");
+    let dead_letters = support::unique_name("dead_letters");
+    create_topics(&brokers, &[&topic, &anomalies_topic, &dead_letters]).await;
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for i in 0..SAMPLES_PER_HOST {
+        for host in HOSTS {
+            let mut values = normal_row(3000 + i);
+            if host == "web-1" && INJECTED.contains(&i) {
+                values[1] = 97.0;
+            }
+            let sample = Sample::new(host, START_MS + i as i64 * 1000, values);
+            let payload = serde_json::to_vec(&sample).unwrap();
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(host).payload(&payload),
+                    Duration::from_secs(15),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("delivery to {brokers} failed: {e}"));
+        }
+    }
+
+    let args = DetectArgs {
+        brokers: brokers.clone(),
+        topic,
+        format: SampleFormat::Json,
+        anomalies_topic,
+        dead_letter_topic: dead_letters,
+        group: support::unique_name("detector"),
+        database_url: database_url.clone(),
+        model_dir: model_dir.clone(),
+        baseline_samples: 1000,
+        detector: DetectorKind::Pca,
+        config: None,
+        event_over: 2,
+        event_windows: 3,
+        event_quiet: 5,
+        listen: "127.0.0.1:0".parse().unwrap(),
+    };
+    // Stop once every sample is consumed, or after 60 s at the latest.
+    let seen = Arc::new(Mutex::new(0u64));
+    let seen_by_shutdown = Arc::clone(&seen);
+    let shutdown = async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while *seen_by_shutdown.lock().unwrap() < (HOSTS.len() * SAMPLES_PER_HOST) as u64
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let counters = detect::run_until(args, None, shutdown, |view| {
+        *seen.lock().unwrap() = view.sink.counters().samples;
+    })
+    .await
+    .expect("detector run");
+    assert_eq!(
+        counters.samples,
+        (HOSTS.len() * SAMPLES_PER_HOST) as u64,
+        "not every sample was consumed"
+    );
+    assert_eq!(
+        counters.windows_scored,
+        (HOSTS.len() * (SAMPLES_PER_HOST - 9)) as u64
+    );
+
+    let events =
+        tokio::task::spawn_blocking(move || Store::open(&database_url).unwrap().events().unwrap())
+            .await
+            .unwrap();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let event = &events[0];
+    assert_eq!(event.host, "web-1");
+    let start = event.window_start.timestamp_millis();
+    let first_injected = START_MS + INJECTED.start as i64 * 1000;
+    // The event's first window holds the first injected sample.
+    assert!(
+        (first_injected - 9_000..=first_injected).contains(&start),
+        "{event:?}"
+    );
+    assert!(
+        event.window_end.timestamp_millis() >= first_injected,
+        "{event:?}"
+    );
+    assert_eq!(event.top_metrics[0]["metric"], "memory_used", "{event:?}");
+    std::fs::remove_dir_all(&model_dir).unwrap();
+}
