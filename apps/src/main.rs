@@ -17,6 +17,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole topology in one process with embedded defaults: this host's collector, an
+    /// in-process Kafka, the self-training detector and an SQLite store.
+    Demo(cmd::demo::DemoArgs),
     /// Evaluate a detector on a labelled dataset (fit and calibrate on train, stream-score test).
     Eval(cmd::eval::EvalArgs),
     /// Sample this host's CPU, memory, load, disk and network every interval, serve them on
@@ -33,6 +36,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init_tracing(cli.log_format);
     match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Collect(args) => cmd::collect::run(args),
         Command::Train(args) => cmd::train::run(args),

@@ -6,6 +6,7 @@ use anomaly_model::TrainingConfig;
 use anyhow::Context;
 
 pub mod collect;
+pub mod demo;
 pub mod detect;
 pub mod eval;
 pub mod train;
