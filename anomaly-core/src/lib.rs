@@ -22,6 +22,7 @@ pub mod host;
 pub mod sample;
 pub mod scaling;
 pub mod schema;
+pub mod synthetic;
 pub mod threshold;
 
 pub use anomaly::{Anomaly, Contribution, FeatureWindow, Severity};
