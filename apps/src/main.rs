@@ -28,6 +28,8 @@ enum Command {
     /// Consume host samples, score every host's windows and write anomaly events to the store
     /// and the anomalies topic; trains a model on a baseline first when there is none.
     Detect(cmd::detect::DetectArgs),
+    /// Publish a labelled dataset entity or synthetic hosts into a topic at a chosen rate.
+    Replay(cmd::replay::ReplayArgs),
     /// Train a model on recorded metrics (CSV) or a labelled dataset entity and save the artifact.
     Train(cmd::train::TrainArgs),
 }
@@ -40,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Collect(args) => cmd::collect::run(args),
         Command::Train(args) => cmd::train::run(args),
+        Command::Replay(args) => cmd::replay::run(args),
         Command::Detect(args) => cmd::detect::run(args),
     }
 }

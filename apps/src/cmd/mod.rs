@@ -9,6 +9,7 @@ pub mod collect;
 pub mod demo;
 pub mod detect;
 pub mod eval;
+pub mod replay;
 pub mod train;
 
 /// The training settings of `--config FILE` (JSON, any subset of [`TrainingConfig`]'s fields; the
