@@ -159,7 +159,7 @@ fn prometheus_scrapes_the_collector_and_the_detector() {
         "anomaly_detector_windows_scored_total",
     ];
     while !pending.is_empty() && Instant::now() < deadline {
-        pending.retain(|expr| !query(prometheus_port, expr).is_some_and(|r| !r.is_empty()));
+        pending.retain(|expr| query(prometheus_port, expr).is_none_or(|r| r.is_empty()));
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(
