@@ -184,7 +184,10 @@ impl Model {
         let manifest = Manifest {
             format: FORMAT_NAME.to_string(),
             format_version: FORMAT_VERSION,
-            model_version: format!("{kind}-{created_at_ms}"),
+            model_version: format!(
+                "{kind}-{created_at_ms}-{:08x}",
+                fingerprint(threshold, &held_out_scores)
+            ),
             created_at_ms,
             schema: schema.clone(),
             window: config.window,
@@ -301,6 +304,22 @@ fn calibrate(wanted: &Calibration, scores: &[f64]) -> Result<(Calibration, f64)>
         }
         (Err(e), _) => Err(e.into()),
     }
+}
+
+/// A short fingerprint of what training produced, so that two models trained in the same
+/// millisecond (a retraining right after a restart) still get different versions.
+fn fingerprint(threshold: f64, scores: &[f32]) -> u32 {
+    // FNV-1a over the threshold and the held-out scores: cheap, stable across platforms.
+    let mut hash: u32 = 0x811c_9dc5;
+    let bytes = threshold
+        .to_bits()
+        .to_le_bytes()
+        .into_iter()
+        .chain(scores.iter().flat_map(|s| s.to_bits().to_le_bytes()));
+    for byte in bytes {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    hash
 }
 
 fn now_ms() -> i64 {

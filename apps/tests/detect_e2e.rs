@@ -117,6 +117,7 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
         database_url: database_url.clone(),
         model_dir: model_dir.clone(),
         baseline_samples: 1000,
+        retrain_every: 0,
         detector: DetectorKind::Pca,
         config: None,
         event_over: 2,

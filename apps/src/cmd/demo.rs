@@ -136,6 +136,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             .into_owned(),
         model_dir: state_dir.join("model"),
         baseline_samples,
+        retrain_every: 0,
         detector: args.detector,
         config: None,
         event_over: 2,

@@ -57,6 +57,10 @@ pub struct DetectArgs {
     /// Samples (over all hosts) collected as a baseline before training, when there is no model.
     #[arg(long, env = "ANOMALY_BASELINE_SAMPLES", default_value = "3600")]
     pub baseline_samples: usize,
+    /// Retrain on the rolling baseline (the latest `--baseline-samples` samples outside anomaly
+    /// events) after this many samples; 0 never retrains.
+    #[arg(long, env = "ANOMALY_RETRAIN_EVERY", default_value = "86400")]
+    pub retrain_every: usize,
     /// Detector trained on the baseline.
     #[arg(long, env = "ANOMALY_DETECTOR", default_value = "autoencoder")]
     pub detector: DetectorKind,
@@ -125,6 +129,7 @@ pub async fn run_until(
         detector: args.detector,
         config,
         model_dir: args.model_dir.clone(),
+        retrain_every: (args.retrain_every > 0).then_some(args.retrain_every),
     };
     let state = if args
         .model_dir

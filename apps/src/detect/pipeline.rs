@@ -84,6 +84,11 @@ impl LiveScorer {
         self.windows.len()
     }
 
+    /// Whether `host` is inside an anomaly event.
+    pub fn in_event(&self, host: &str) -> bool {
+        self.hosts.get(host).is_some_and(|h| h.open.is_some())
+    }
+
     /// Events currently open.
     pub fn open_events(&self) -> usize {
         self.hosts.values().filter(|h| h.open.is_some()).count()

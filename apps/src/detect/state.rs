@@ -1,8 +1,11 @@
 //! The detector's life: collect a baseline, train a model on it without stopping consumption,
 //! then score. Samples that arrive while the model trains are kept and scored once it is ready,
-//! so none is lost.
+//! so none is lost. While scoring, it keeps a rolling baseline of the latest samples, leaving out
+//! those of hosts inside an anomaly event, and retrains on it on schedule; the new model replaces
+//! the old one when it is ready (its windows start afresh, so each host skips `window - 1`
+//! samples of scoring).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc;
 
@@ -26,6 +29,9 @@ pub struct BaselinePlan {
     pub config: TrainingConfig,
     /// Where the trained artifact is saved, so a restart loads it instead of retraining.
     pub model_dir: PathBuf,
+    /// Retrain on the rolling baseline (the latest `samples` normal samples) after this many
+    /// samples scored; `None` never retrains.
+    pub retrain_every: Option<usize>,
 }
 
 enum Phase {
@@ -49,6 +55,12 @@ pub struct DetectorState {
     plan: BaselinePlan,
     rule: EventRule,
     schema: MetricSchema,
+    /// The latest samples scored outside anomaly events, at most `plan.samples`.
+    rolling: VecDeque<Sample>,
+    /// Samples scored since the model in use (or the retraining in flight) was started.
+    since_training: usize,
+    /// A retraining in flight.
+    retraining: Option<mpsc::Receiver<anyhow::Result<Model>>>,
 }
 
 /// What the state reports besides detections.
@@ -66,24 +78,28 @@ impl DetectorState {
     /// A detector that uses `model` from the start.
     pub fn live(model: Model, rule: EventRule, plan: BaselinePlan) -> anyhow::Result<Self> {
         let schema = model.manifest().schema.clone();
-        Ok(Self {
-            phase: Phase::Live(Box::new(LiveScorer::new(model, rule)?)),
-            plan,
-            rule,
-            schema,
-        })
+        let phase = Phase::Live(Box::new(LiveScorer::new(model, rule)?));
+        Ok(Self::with_phase(phase, schema, rule, plan))
     }
 
     /// A detector that first collects a baseline of `plan.samples` samples of `schema`.
     pub fn baseline(schema: MetricSchema, rule: EventRule, plan: BaselinePlan) -> Self {
+        let phase = Phase::Baseline {
+            rows: BTreeMap::new(),
+            count: 0,
+        };
+        Self::with_phase(phase, schema, rule, plan)
+    }
+
+    fn with_phase(phase: Phase, schema: MetricSchema, rule: EventRule, plan: BaselinePlan) -> Self {
         Self {
-            phase: Phase::Baseline {
-                rows: BTreeMap::new(),
-                count: 0,
-            },
+            phase,
             plan,
             rule,
             schema,
+            rolling: VecDeque::new(),
+            since_training: 0,
+            retraining: None,
         }
     }
 
@@ -117,7 +133,33 @@ impl DetectorState {
         );
         self.poll_training(out)?;
         match &mut self.phase {
-            Phase::Live(scorer) => scorer.on_sample(&sample, out)?,
+            Phase::Live(scorer) => {
+                scorer.on_sample(&sample, out)?;
+                // Samples inside an anomaly event would teach the next model that it is normal.
+                if !scorer.in_event(&sample.entity) {
+                    if self.rolling.len() == self.plan.samples {
+                        self.rolling.pop_front();
+                    }
+                    self.rolling.push_back(sample);
+                }
+                self.since_training += 1;
+                let due = self
+                    .plan
+                    .retrain_every
+                    .is_some_and(|every| self.since_training >= every);
+                if due && self.retraining.is_none() && self.rolling.len() >= self.plan.samples {
+                    let mut rows: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+                    for s in &self.rolling {
+                        rows.entry(s.entity.clone()).or_default().extend(&s.values);
+                    }
+                    tracing::info!(
+                        samples = self.rolling.len(),
+                        "retraining on the rolling baseline"
+                    );
+                    self.retraining = Some(self.spawn_training(rows));
+                    self.since_training = 0;
+                }
+            }
             Phase::Training { pending, .. } => pending.push(sample),
             Phase::Baseline { rows, count } => {
                 rows.entry(sample.entity)
@@ -138,6 +180,7 @@ impl DetectorState {
 
     /// Installs a model whose training finished, scoring the samples that waited for it.
     pub fn poll_training(&mut self, out: &mut Vec<Detection>) -> anyhow::Result<()> {
+        self.poll_retraining()?;
         let Phase::Training { done, pending } = &mut self.phase else {
             return Ok(());
         };
@@ -158,6 +201,35 @@ impl DetectorState {
             scorer.on_sample(sample, out)?;
         }
         self.phase = Phase::Live(Box::new(scorer));
+        Ok(())
+    }
+
+    /// Swaps in a retrained model once it is ready. A failed retraining keeps the model in use.
+    fn poll_retraining(&mut self) -> anyhow::Result<()> {
+        let Some(done) = &self.retraining else {
+            return Ok(());
+        };
+        let result = match done.try_recv() {
+            Ok(result) => result,
+            Err(mpsc::TryRecvError::Empty) => return Ok(()),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Err(anyhow::anyhow!("the training thread died"))
+            }
+        };
+        self.retraining = None;
+        match result {
+            Ok(model) => {
+                tracing::info!(
+                    model_version = %model.manifest().model_version,
+                    threshold = model.manifest().threshold,
+                    "retrained model in use"
+                );
+                self.phase = Phase::Live(Box::new(LiveScorer::new(model, self.rule)?));
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "retraining failed; keeping the model in use")
+            }
+        }
         Ok(())
     }
 
@@ -195,5 +267,121 @@ impl DetectorState {
             let _ = tx.send(result);
         });
         rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn plan(dir: &std::path::Path, retrain_every: Option<usize>) -> BaselinePlan {
+        BaselinePlan {
+            samples: 1200,
+            detector: DetectorKind::Pca,
+            config: TrainingConfig::default(),
+            model_dir: dir.to_path_buf(),
+            retrain_every,
+        }
+    }
+
+    /// A host whose every metric follows one short cycle, so a baseline covers what comes later.
+    fn row(step: u64) -> Vec<f64> {
+        let wave = (step as f64 / 30.0).sin() * 0.5 + 0.5;
+        let jitter = ((step * 7919) % 17) as f64 / 17.0;
+        vec![
+            10.0 + 60.0 * wave + jitter,
+            40.0 + jitter,
+            2.0 * wave,
+            1e5 * wave,
+            2e5 * wave,
+            5e5 * wave,
+            3e5 * wave,
+        ]
+    }
+
+    fn feed(state: &mut DetectorState, steps: std::ops::Range<u64>, out: &mut Vec<Detection>) {
+        for step in steps {
+            state
+                .on_sample(Sample::new("h", step as i64 * 1000, row(step)), out)
+                .unwrap();
+        }
+    }
+
+    fn wait_until(
+        state: &mut DetectorState,
+        out: &mut Vec<Detection>,
+        done: impl Fn(&DetectorState) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(state) {
+            assert!(
+                Instant::now() < deadline,
+                "training did not finish within 60 s: {:?}, {} rolling, {} since training",
+                state.progress(),
+                state.rolling.len(),
+                state.since_training
+            );
+            std::thread::sleep(Duration::from_millis(20));
+            state.poll_training(out).unwrap();
+        }
+    }
+
+    fn version(state: &DetectorState) -> Option<String> {
+        state
+            .scorer()
+            .map(|s| s.model().manifest().model_version.clone())
+    }
+
+    #[test]
+    fn baseline_trains_saves_scores_what_waited_and_retrains_on_schedule() {
+        let dir = std::env::temp_dir().join(format!("anomaly-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rule = EventRule::new(2, 3, 5).unwrap();
+        let mut state = DetectorState::baseline(MetricSchema::host(), rule, plan(&dir, Some(1500)));
+        let mut out = Vec::new();
+
+        feed(&mut state, 0..1200, &mut out);
+        assert_eq!(state.progress(), Progress::Training);
+        // Samples arriving during training wait and are scored once the model is ready.
+        feed(&mut state, 1200..1250, &mut out);
+        wait_until(&mut state, &mut out, |s| s.progress() == Progress::Live);
+        let scored = out
+            .iter()
+            .filter(|d| matches!(d, Detection::Scored { .. }))
+            .count();
+        assert_eq!(
+            scored,
+            50 - 9,
+            "every waiting sample goes through the new windows"
+        );
+        assert!(
+            dir.join(anomaly_model::artifact::MANIFEST_FILE).is_file(),
+            "the artifact is saved"
+        );
+        let first = version(&state).unwrap();
+
+        // 1500 samples later it retrains on the latest 1200 and swaps the model in.
+        feed(&mut state, 1250..2750, &mut out);
+        wait_until(&mut state, &mut out, |s| {
+            version(s).is_some_and(|v| v != first)
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_sample_of_another_schema_is_refused_in_every_phase() {
+        let dir = std::env::temp_dir().join(format!("anomaly-state-refuse-{}", std::process::id()));
+        let mut state = DetectorState::baseline(
+            MetricSchema::host(),
+            EventRule::new(1, 1, 1).unwrap(),
+            plan(&dir, None),
+        );
+        assert!(
+            state
+                .on_sample(Sample::new("h", 0, vec![1.0; 3]), &mut Vec::new())
+                .is_err()
+        );
+        assert_eq!(state.progress(), Progress::Baseline(0.0));
     }
 }
