@@ -13,6 +13,7 @@
 
 pub mod cmd;
 pub mod collect;
+pub mod config_file;
 pub mod detect;
 pub mod progress;
 pub mod store;

@@ -2,9 +2,13 @@
 
 use anomaly_apps::cmd;
 use anomaly_apps::telemetry::{self, LogFormat};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Real-time anomaly detection for fleets of machines.
+///
+/// Every flag can also come from its ANOMALY_* environment variable or from a TOML file named by
+/// --config-file PATH (or ANOMALY_CONFIG_FILE), one table per subcommand keyed by flag names;
+/// flags win over variables, variables over the file.
 #[derive(Debug, Parser)]
 #[command(name = "anomaly", version, about)]
 struct Cli {
@@ -35,7 +39,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let args = anomaly_apps::config_file::apply(std::env::args_os().collect(), &Cli::command())?;
+    let cli = Cli::parse_from(args);
     telemetry::init_tracing(cli.log_format);
     match cli.command {
         Command::Demo(args) => cmd::demo::run(args),

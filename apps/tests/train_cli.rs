@@ -76,3 +76,36 @@ fn a_malformed_csv_is_refused_with_file_and_line() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn settings_can_come_from_a_toml_file() {
+    let dir = scratch("toml");
+    let csv = dir.join("baseline.csv");
+    std::fs::write(&csv, host_csv(2000)).unwrap();
+    let out = dir.join("model-from-file");
+    let config = dir.join("anomaly.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[train]\ncsv = {:?}\nout = {:?}\ndetector = \"autoencoder\"\n",
+            csv.display().to_string(),
+            out.display().to_string()
+        ),
+    )
+    .unwrap();
+    // The command line's --detector wins over the file's.
+    let status = Command::new(env!("CARGO_BIN_EXE_anomaly"))
+        .arg("--config-file")
+        .arg(&config)
+        .args(["train", "--detector", "pca"])
+        .output()
+        .expect("run anomaly train");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let model = Model::load(&out).expect("the artifact named in the file loads");
+    assert_eq!(model.manifest().detector, anomaly_model::DetectorKind::Pca);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
