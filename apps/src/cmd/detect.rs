@@ -152,6 +152,9 @@ pub async fn run_until(
         .set("bootstrap.servers", &args.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        // An unreachable broker or a missing topic must surface as an error within seconds, not
+        // stall the detector for librdkafka's default five minutes.
+        .set("message.timeout.ms", "30000")
         .create()
         .context("cannot create the anomalies producer")?;
     let sink = DetectorSink::new(
