@@ -67,6 +67,23 @@ impl SyntheticHost {
     }
 }
 
+/// A host whose every metric follows one 30-step cycle with a little deterministic jitter, in
+/// schema order. A baseline of a few hundred steps covers everything it will ever do, which makes
+/// it the reference normal host of tests: whatever a model flags on it later was injected.
+pub fn cyclic_host_row(step: u64) -> [f64; HOST_METRIC_NAMES.len()] {
+    let wave = (step as f64 / 30.0).sin() * 0.5 + 0.5;
+    let jitter = ((step * 7919) % 17) as f64 / 17.0;
+    [
+        10.0 + 60.0 * wave + jitter,
+        40.0 + jitter,
+        2.0 * wave,
+        1e5 * wave,
+        2e5 * wave,
+        5e5 * wave,
+        3e5 * wave,
+    ]
+}
+
 fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

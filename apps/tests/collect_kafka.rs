@@ -14,31 +14,10 @@ use anomaly_apps::collect::metric_names as names;
 use anomaly_apps::telemetry;
 use anomaly_core::Sample;
 use host_fixture::{FakeHost, series_value};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::mocking::MockCluster;
-
-async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!("a Kafka broker must run at {brokers} (scripts/services start): {e}")
-        });
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t} at {brokers}: {e}"));
-    }
-}
 
 /// One record read back: key, partition, record timestamp, decoded sample.
 struct Received {
@@ -166,7 +145,7 @@ async fn samples_reach_the_real_broker_keyed_by_host_in_order() {
     let brokers = support::kafka_brokers();
     for format in [SampleFormat::Json, SampleFormat::Postcard] {
         let topic = support::unique_name("collect_samples");
-        create_topic(&brokers, &topic, 3).await;
+        support::create_topics(&brokers, &[&topic], 3).await;
         let fake = FakeHost::new("collect_kafka");
         let host = format!("fixture-kafka-{format:?}");
         let report = collect_for(

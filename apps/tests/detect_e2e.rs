@@ -13,8 +13,6 @@ use anomaly_apps::store::Store;
 use anomaly_core::dataset::Series;
 use anomaly_core::{MetricSchema, Sample};
 use anomaly_model::{DetectorKind, Model, TrainingConfig};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -25,40 +23,7 @@ const INJECTED: std::ops::Range<usize> = 150..180;
 const START_MS: i64 = 1_795_000_000_000;
 
 fn normal_row(i: usize) -> Vec<f64> {
-    let wave = (i as f64 / 30.0).sin() * 0.5 + 0.5;
-    let jitter = ((i * 7919) % 17) as f64 / 17.0;
-    vec![
-        10.0 + 60.0 * wave + jitter,
-        40.0 + jitter,
-        2.0 * wave,
-        1e5 * wave,
-        2e5 * wave,
-        5e5 * wave,
-        3e5 * wave,
-    ]
-}
-
-async fn create_topics(brokers: &str, topics: &[&str]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
-        .collect();
-    for r in admin
-        .create_topics(
-            &new,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!("a Kafka broker must run at {brokers} (scripts/services start): {e}")
-        })
-    {
-        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
-    }
+    anomaly_core::synthetic::cyclic_host_row(i as u64).to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +46,7 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
     let topic = support::unique_name("metrics");
     let anomalies_topic = support::unique_name("anomalies");
     let dead_letters = support::unique_name("dead_letters");
-    create_topics(&brokers, &[&topic, &anomalies_topic, &dead_letters]).await;
+    support::create_topics(&brokers, &[&topic, &anomalies_topic, &dead_letters], 3).await;
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)

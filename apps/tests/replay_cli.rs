@@ -8,8 +8,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use anomaly_core::Sample;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -18,22 +16,7 @@ use rdkafka::message::Message;
 async fn synthetic_hosts_are_published_keyed_complete_and_with_their_anomaly() {
     let brokers = support::kafka_brokers();
     let topic = support::unique_name("replay");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(&topic, 2, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!("a Kafka broker must run at {brokers} (scripts/services start): {e}")
-        })
-    {
-        r.unwrap();
-    }
+    support::create_topics(&brokers, &[&topic], 2).await;
 
     let out = Command::new(env!("CARGO_BIN_EXE_anomaly"))
         .args([

@@ -14,19 +14,9 @@ fn scratch(name: &str) -> std::path::PathBuf {
 
 fn host_csv(rows: usize) -> String {
     let mut csv = anomaly_core::schema::HOST_METRIC_NAMES.join(",") + "\n";
-    for i in 0..rows {
-        let wave = (i as f64 / 30.0).sin() * 0.5 + 0.5;
-        let jitter = ((i * 7919) % 17) as f64 / 17.0;
-        csv += &format!(
-            "{},{},{},{},{},{},{}\n",
-            10.0 + 60.0 * wave + jitter,
-            40.0 + jitter,
-            wave * 2.0,
-            1e5 * wave,
-            2e5 * wave + 100.0 * jitter,
-            5e5 * wave,
-            3e5 * wave
-        );
+    for i in 0..rows as u64 {
+        let row = anomaly_core::synthetic::cyclic_host_row(i).map(|v| v.to_string());
+        csv += &(row.join(",") + "\n");
     }
     csv
 }

@@ -3,32 +3,13 @@
 
 use anomaly_core::MetricSchema;
 use anomaly_core::dataset::Series;
+use anomaly_core::synthetic::SyntheticHost;
 use anomaly_model::{DetectorKind, Model, TrainingConfig};
 
-/// `rows` samples of the seven host metrics with a daily-like wave and deterministic noise.
+/// `rows` samples of one synthetic host (see [`anomaly_core::synthetic::SyntheticHost`]).
 pub fn host_rows(rows: usize) -> Series {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut noise = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % 10_000) as f64 / 10_000.0 - 0.5
-    };
-    let data: Vec<Vec<f64>> = (0..rows)
-        .map(|i| {
-            let wave = (i as f64 / 60.0).sin() * 0.5 + 0.5;
-            let cpu = 20.0 + 50.0 * wave + 2.0 * noise();
-            vec![
-                cpu,
-                40.0 + noise(),
-                cpu / 25.0,
-                1e5 * wave,
-                2e5 * wave,
-                5e5 * wave + 1e4 * noise(),
-                3e5 * wave,
-            ]
-        })
-        .collect();
+    let host = SyntheticHost::new(0);
+    let data: Vec<[f64; 7]> = (0..rows as u64).map(|i| host.sample(i)).collect();
     Series::from_rows(&data).expect("rows of equal width")
 }
 

@@ -191,17 +191,7 @@ mod tests {
     use anomaly_model::{DetectorKind, TrainingConfig};
 
     fn normal_row(i: usize) -> Vec<f64> {
-        let wave = (i as f64 / 30.0).sin() * 0.5 + 0.5;
-        let jitter = ((i * 7919) % 17) as f64 / 17.0;
-        vec![
-            10.0 + 60.0 * wave + jitter,
-            40.0 + jitter,
-            2.0 * wave,
-            1e5 * wave,
-            2e5 * wave,
-            5e5 * wave,
-            3e5 * wave,
-        ]
+        anomaly_core::synthetic::cyclic_host_row(i as u64).to_vec()
     }
 
     fn scorer() -> LiveScorer {

@@ -285,19 +285,8 @@ mod tests {
         }
     }
 
-    /// A host whose every metric follows one short cycle, so a baseline covers what comes later.
     fn row(step: u64) -> Vec<f64> {
-        let wave = (step as f64 / 30.0).sin() * 0.5 + 0.5;
-        let jitter = ((step * 7919) % 17) as f64 / 17.0;
-        vec![
-            10.0 + 60.0 * wave + jitter,
-            40.0 + jitter,
-            2.0 * wave,
-            1e5 * wave,
-            2e5 * wave,
-            5e5 * wave,
-            3e5 * wave,
-        ]
+        anomaly_core::synthetic::cyclic_host_row(step).to_vec()
     }
 
     fn feed(state: &mut DetectorState, steps: std::ops::Range<u64>, out: &mut Vec<Detection>) {

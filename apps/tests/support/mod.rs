@@ -4,10 +4,38 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use diesel::prelude::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
 
 /// Kafka bootstrap servers of the real broker (`scripts/services start` runs one on 127.0.0.1:9092).
 pub fn kafka_brokers() -> String {
     std::env::var("ANOMALY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
+
+/// Creates `topics` with `partitions` each on the real broker at `brokers`; fails loudly when no
+/// broker answers.
+pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10))),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!("a Kafka broker must run at {brokers} (scripts/services start): {e}")
+        });
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t} at {brokers}: {e}"));
+    }
 }
 
 /// Base URL of the real PostgreSQL server, without a database name.
