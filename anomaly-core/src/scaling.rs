@@ -95,7 +95,21 @@ impl Scaler {
     /// Fails with [`Error::InvalidInput`] when `train` has no row, a dimension has no finite value or
     /// values too large to scale, or `cfg.clip` is negative or not finite.
     pub fn fit(train: &Series, cfg: &ScalerConfig) -> Result<Scaler> {
+        Self::fit_with_floors(train, cfg, &vec![0.0; train.dims()])
+    }
+
+    /// Like [`Scaler::fit`], with a smallest spread per dimension (0: none), in raw units. A
+    /// metric that barely moved during a short baseline (an idle disk, a quiet network) would
+    /// otherwise turn the first ordinary blip into an extreme value; a floor such as 1 MB/s says
+    /// what change is worth noticing.
+    pub fn fit_with_floors(train: &Series, cfg: &ScalerConfig, floors: &[f64]) -> Result<Scaler> {
         check_clip(cfg.clip)?;
+        if floors.len() != train.dims() || floors.iter().any(|f| !f.is_finite() || *f < 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "expected {} finite, non-negative spread floors, got {floors:?}",
+                train.dims()
+            )));
+        }
         if train.is_empty() {
             return Err(Error::InvalidInput(
                 "cannot fit a scaler on an empty series".into(),
@@ -112,7 +126,7 @@ impl Scaler {
         let dims = stats
             .iter()
             .enumerate()
-            .map(|(dim, dim_stats)| dim_stats.to_scale(cfg.kind, dim))
+            .map(|(dim, dim_stats)| dim_stats.to_scale(cfg.kind, dim, floors[dim]))
             .collect::<Result<Vec<_>>>()?;
         Ok(Scaler {
             kind: cfg.kind,
@@ -224,7 +238,7 @@ impl RunningStats {
         self.squared_deviations += delta * (value - self.mean);
     }
 
-    fn to_scale(self, kind: ScalerKind, dim: usize) -> Result<DimScale> {
+    fn to_scale(self, kind: ScalerKind, dim: usize, floor: f64) -> Result<DimScale> {
         if self.count == 0 {
             return Err(Error::InvalidInput(format!(
                 "metric {dim} has no finite training value"
@@ -243,7 +257,9 @@ impl RunningStats {
             )));
         }
         let magnitude = self.min.abs().max(self.max.abs()).max(1.0);
-        let spread = if spread <= CONSTANT_RELATIVE_SPREAD * magnitude {
+        let spread = if floor > 0.0 {
+            spread.max(floor)
+        } else if spread <= CONSTANT_RELATIVE_SPREAD * magnitude {
             1.0
         } else {
             spread
@@ -561,5 +577,25 @@ mod tests {
         let broken = json.replacen("\"spread\":1.0", "\"spread\":0.0", 1);
         assert_ne!(broken, json, "fixture must contain a unit spread: {json}");
         assert!(serde_json::from_str::<Scaler>(&broken).is_err());
+    }
+
+    #[test]
+    fn spread_floors_keep_a_quiet_metric_from_turning_blips_into_extremes() {
+        // An idle disk: 0 to 4 KB/s in the baseline. Without a floor 40 KB/s is ten ranges out.
+        let train = Series::from_rows(&[[0.0, 10.0], [4096.0, 20.0]]).unwrap();
+        let cfg = ScalerConfig::default();
+        let mut out = [0.0f32; 2];
+        let plain = Scaler::fit(&train, &cfg).unwrap();
+        plain.transform_into(&[40_960.0, 15.0], &mut out).unwrap();
+        assert_eq!(out[0], 10.0);
+        let floored = Scaler::fit_with_floors(&train, &cfg, &[1_048_576.0, 0.0]).unwrap();
+        floored.transform_into(&[40_960.0, 15.0], &mut out).unwrap();
+        assert!((out[0] - 40_960.0 / 1_048_576.0).abs() < 1e-6, "{out:?}");
+        assert!(
+            (out[1] - 0.5).abs() < 1e-6,
+            "a dimension without a floor is unchanged"
+        );
+        assert!(Scaler::fit_with_floors(&train, &cfg, &[1.0]).is_err());
+        assert!(Scaler::fit_with_floors(&train, &cfg, &[-1.0, 0.0]).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! A trained model end to end: scaling, a detector, its error profile, score smoothing and the
 //! calibrated threshold, trained from raw training rows and saved as a versioned artifact.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -29,6 +30,10 @@ pub struct TrainingConfig {
     pub validation_fraction: f64,
     /// How raw metric values are scaled.
     pub scaler: ScalerConfig,
+    /// Smallest spread a metric is scaled by, per unit of the schema (raw units). Keeps metrics
+    /// that were quiet during a short baseline from making every later blip an anomaly. Units not
+    /// listed (e.g. the `scaled` columns of labelled datasets) get none.
+    pub min_spread: BTreeMap<String, f64>,
     /// Weight decay per step back inside a window's error (1 weighs all steps equally).
     pub recency_decay: f32,
     /// Scores are averaged over this many consecutive windows before thresholding.
@@ -47,6 +52,11 @@ impl Default for TrainingConfig {
             window: 10,
             validation_fraction: 0.25,
             scaler: ScalerConfig::default(),
+            min_spread: BTreeMap::from([
+                ("percent".to_string(), 5.0),
+                ("load".to_string(), 0.5),
+                ("bytes_per_second".to_string(), 1_048_576.0),
+            ]),
             recency_decay: 0.7,
             smoothing: 5,
             calibration: Calibration::default(),
@@ -138,7 +148,12 @@ impl Model {
                 config.window
             )));
         }
-        let scaler = Scaler::fit(train, &config.scaler)?;
+        let floors: Vec<f64> = schema
+            .metrics()
+            .iter()
+            .map(|m| config.min_spread.get(&m.unit).copied().unwrap_or(0.0))
+            .collect();
+        let scaler = Scaler::fit_with_floors(train, &config.scaler, &floors)?;
         let mut scaled = vec![0.0f32; train.rows() * dims];
         for (raw, out) in train.iter_rows().zip(scaled.chunks_exact_mut(dims)) {
             scaler.transform_into(raw, out)?;
