@@ -10,9 +10,8 @@ use std::time::Duration;
 use anomaly_apps::cmd::detect::{self, DetectArgs};
 use anomaly_apps::collect::SampleFormat;
 use anomaly_apps::store::Store;
-use anomaly_core::dataset::Series;
-use anomaly_core::{MetricSchema, Sample};
-use anomaly_model::{DetectorKind, Model, TrainingConfig};
+use anomaly_core::Sample;
+use anomaly_model::DetectorKind;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -31,17 +30,7 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
     let brokers = support::kafka_brokers();
     let (_db, database_url) = support::ScratchDatabase::create();
     let model_dir = std::env::temp_dir().join(support::unique_name("detect_model"));
-    let rows: Vec<Vec<f64>> = (0..3000).map(normal_row).collect();
-    Model::train(
-        &MetricSchema::host(),
-        &Series::from_rows(&rows).unwrap(),
-        DetectorKind::Pca,
-        &TrainingConfig::default(),
-        &mut |_| {},
-    )
-    .unwrap()
-    .save(&model_dir)
-    .unwrap();
+    support::save_reference_model(&model_dir);
 
     let topic = support::unique_name("metrics");
     let anomalies_topic = support::unique_name("anomalies");

@@ -8,11 +8,6 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anomaly_core::MetricSchema;
-use anomaly_core::dataset::Series;
-use anomaly_core::synthetic::SyntheticHost;
-use anomaly_model::{DetectorKind, Model, TrainingConfig};
-
 /// Kills the child process when the test ends, however it ends.
 struct Running(Child);
 
@@ -68,19 +63,8 @@ fn prometheus_scrapes_the_collector_and_the_detector() {
     let brokers = support::kafka_brokers();
 
     // A detector with a ready model, fed by a few synthetic samples, so its gauges have values.
-    let host = SyntheticHost::new(0);
-    let rows: Vec<Vec<f64>> = (0..3000).map(|i| host.sample(i).to_vec()).collect();
     let model_dir = dir.join("model");
-    Model::train(
-        &MetricSchema::host(),
-        &Series::from_rows(&rows).unwrap(),
-        DetectorKind::Pca,
-        &TrainingConfig::default(),
-        &mut |_| {},
-    )
-    .unwrap()
-    .save(&model_dir)
-    .unwrap();
+    support::save_reference_model(&model_dir);
     let topic = support::unique_name("scrape_metrics");
     let replay = Command::new(bin)
         .args([

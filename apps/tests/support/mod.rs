@@ -38,6 +38,25 @@ pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
     }
 }
 
+/// Trains the PCA baseline on 3,000 steps of the cyclic reference host
+/// ([`anomaly_core::synthetic::cyclic_host_row`]) and saves it in `dir`, for tests that need a
+/// detector with a model from the start.
+pub fn save_reference_model(dir: &std::path::Path) {
+    let rows: Vec<[f64; 7]> = (0..3000)
+        .map(anomaly_core::synthetic::cyclic_host_row)
+        .collect();
+    anomaly_model::Model::train(
+        &anomaly_core::MetricSchema::host(),
+        &anomaly_core::dataset::Series::from_rows(&rows).unwrap(),
+        anomaly_model::DetectorKind::Pca,
+        &anomaly_model::TrainingConfig::default(),
+        &mut |_| {},
+    )
+    .expect("training the reference model")
+    .save(dir)
+    .expect("saving the reference model");
+}
+
 /// Base URL of the real PostgreSQL server, without a database name.
 pub fn postgres_base_url() -> String {
     std::env::var("ANOMALY_TEST_POSTGRES")
