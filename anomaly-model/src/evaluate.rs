@@ -65,7 +65,8 @@ pub fn evaluate_entity(
     let train_secs = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let scores = stream_scores(&model, entity)?;
+    let scaled = scaled_test_rows(&model, entity)?;
+    let scores = stream_scores(&model, &scaled)?;
     let windows_per_sec = scores.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
 
     let threshold = model.manifest().threshold;
@@ -76,8 +77,15 @@ pub fn evaluate_entity(
         .collect();
     let at_threshold = eval::point_wise(labels, &predicted)?;
     let (best, _) = eval::best_f1(&scores, labels)?;
-    let (hitrate100, hitrate150) = hit_rates(&model, entity, Some(&predicted))?;
-    let (_, hitrate150_all_rows) = hit_rates(&model, entity, None)?;
+    let all_rows = attribution_rankings(&model, entity, &scaled)?;
+    let flagged: Vec<(usize, Vec<usize>)> = all_rows
+        .iter()
+        .filter(|(t, _)| predicted[*t])
+        .cloned()
+        .collect();
+    let hit_rate = |rankings: &[(usize, Vec<usize>)], percent| {
+        eval::hit_rate(rankings, &entity.interpretation, percent).unwrap_or(f64::NAN)
+    };
     Ok(EntityReport {
         name: entity.name.clone(),
         f1: at_threshold.f1,
@@ -88,9 +96,9 @@ pub fn evaluate_entity(
         auprc: ranking_metric(eval::auprc, &scores, labels)?,
         pa_f1: eval::point_adjusted_f1(labels, &predicted)?.f1,
         event_recall: eval::event_recall(labels, &predicted)?,
-        hitrate150,
-        hitrate100,
-        hitrate150_all_rows,
+        hitrate150: hit_rate(&flagged, 150.0),
+        hitrate100: hit_rate(&flagged, 100.0),
+        hitrate150_all_rows: hit_rate(&all_rows, 150.0),
         train_secs,
         windows_per_sec,
         threshold,
@@ -128,10 +136,9 @@ fn scaled_test_rows(model: &Model, entity: &LabelledEntity) -> Result<Vec<f32>> 
 
 /// Smoothed scores, one per test row, computed as the live detector does: scale, window, score
 /// in micro-batches, smooth.
-fn stream_scores(model: &Model, entity: &LabelledEntity) -> Result<Vec<f64>> {
+fn stream_scores(model: &Model, scaled: &[f32]) -> Result<Vec<f64>> {
     let shape = model.shape();
-    let scaled = scaled_test_rows(model, entity)?;
-    let windows = sliding_windows(&scaled, shape.dims, shape.window);
+    let windows = sliding_windows(scaled, shape.dims, shape.window);
     let mut raw = vec![0.0f32; windows.len() / shape.width()];
     for (w, s) in windows
         .chunks(SCORE_BATCH * shape.width())
@@ -146,23 +153,20 @@ fn stream_scores(model: &Model, entity: &LabelledEntity) -> Result<Vec<f64>> {
         .collect())
 }
 
-/// HitRate@100% and @150% of the attribution at the labelled anomalous rows that have an
-/// interpretation label and, when `flagged` is given, were flagged; NaN when there are none.
-fn hit_rates(
+/// The attribution ranking (metrics, most-contributing first) at every labelled anomalous row
+/// that has an interpretation label, from the context-prefixed `scaled` test rows. HitRate is
+/// computed on all of them and on the flagged ones, as the paper does (NaN when none qualify).
+fn attribution_rankings(
     model: &Model,
     entity: &LabelledEntity,
-    flagged: Option<&[bool]>,
-) -> Result<(f64, f64)> {
-    if entity.interpretation.is_empty() {
-        return Ok((f64::NAN, f64::NAN));
-    }
+    scaled: &[f32],
+) -> Result<Vec<(usize, Vec<usize>)>> {
     let shape = model.shape();
-    let scaled = scaled_test_rows(model, entity)?;
     let mut shares = vec![0.0f32; shape.dims];
     let mut rankings = Vec::new();
     for segment in &entity.interpretation {
         let last = segment.end.min(entity.test.rows().saturating_sub(1));
-        for t in (segment.start..=last).filter(|&t| flagged.is_none_or(|f| f[t])) {
+        for t in segment.start..=last {
             // Test row t closes the window that starts t rows into the context-prefixed rows.
             let window = &scaled[t * shape.dims..(t + shape.window) * shape.dims];
             model.contributions(window, &mut shares)?;
@@ -171,6 +175,5 @@ fn hit_rates(
             rankings.push((t, order));
         }
     }
-    let at = |p| eval::hit_rate(&rankings, &entity.interpretation, p).unwrap_or(f64::NAN);
-    Ok((at(100.0), at(150.0)))
+    Ok(rankings)
 }
