@@ -40,6 +40,12 @@ pub struct TrainingConfig {
     pub smoothing: usize,
     /// How the threshold is calibrated from held-out training scores.
     pub calibration: Calibration,
+    /// The lowest threshold calibration may give. Scores are in multiples of the model's mean
+    /// error on normal held-out data (about 1 on normal data), so a floor of 2 means no window is
+    /// an anomaly unless its error is at least twice the usual. It matters for short, very
+    /// regular baselines (a few idle minutes of one machine), whose calibrated threshold can sit
+    /// just above the normal level, where everyday noise crosses it. 0 disables it.
+    pub min_threshold: f64,
     /// Autoencoder hyper-parameters.
     pub autoencoder: AutoencoderConfig,
     /// PCA baseline hyper-parameters.
@@ -60,11 +66,15 @@ impl Default for TrainingConfig {
             recency_decay: 0.7,
             smoothing: 5,
             calibration: Calibration::default(),
+            min_threshold: DEFAULT_MIN_THRESHOLD,
             autoencoder: AutoencoderConfig::default(),
             pca: PcaConfig::default(),
         }
     }
 }
+
+/// The default of [`TrainingConfig::min_threshold`].
+pub const DEFAULT_MIN_THRESHOLD: f64 = 2.0;
 
 /// Either detector, chosen at run time.
 #[derive(Debug, Clone)]
@@ -135,6 +145,12 @@ impl Model {
                 "validation_fraction must be between 0.05 and 0.5".into(),
             ));
         }
+        if !(config.min_threshold.is_finite() && config.min_threshold >= 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "min_threshold must be a finite score >= 0, got {}",
+                config.min_threshold
+            )));
+        }
         let shape = WindowShape {
             window: config.window,
             dims,
@@ -194,7 +210,8 @@ impl Model {
             .iter()
             .map(|&s| f64::from(smoother.push(s)))
             .collect();
-        let (calibration, threshold) = calibrate(&config.calibration, &smoothed)?;
+        let (calibration, calibrated) = calibrate(&config.calibration, &smoothed)?;
+        let threshold = calibrated.max(config.min_threshold);
         let created_at_ms = now_ms();
         let manifest = Manifest {
             format: FORMAT_NAME.to_string(),

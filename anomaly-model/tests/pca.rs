@@ -72,3 +72,37 @@ fn a_short_baseline_falls_back_to_the_empirical_quantile_and_says_so() {
     );
     assert!(model.manifest().threshold.is_finite());
 }
+
+#[test]
+fn the_threshold_never_falls_below_the_configured_floor() {
+    let train = |min_threshold: f64| {
+        Model::train(
+            &common::schema(),
+            &common::host_rows(2000),
+            DetectorKind::Pca,
+            &TrainingConfig {
+                min_threshold,
+                ..TrainingConfig::default()
+            },
+            &mut |_| {},
+        )
+        .expect("training")
+        .manifest()
+        .threshold
+    };
+    let calibrated = train(0.0);
+    // A floor above the calibrated threshold replaces it; one below leaves it alone.
+    assert_eq!(train(calibrated + 5.0), calibrated + 5.0);
+    assert_eq!(train(calibrated / 2.0), calibrated);
+    let refused = Model::train(
+        &common::schema(),
+        &common::host_rows(2000),
+        DetectorKind::Pca,
+        &TrainingConfig {
+            min_threshold: f64::NAN,
+            ..TrainingConfig::default()
+        },
+        &mut |_| {},
+    );
+    assert!(refused.is_err(), "a NaN floor is refused");
+}
