@@ -40,6 +40,9 @@ struct HostState {
     tracker: EventTracker,
     /// The event being reported: opened, not yet closed.
     open: Option<Anomaly>,
+    /// Windows still to score before the tracker sees this host's scores again: those whose
+    /// window or smoothing still holds a disturbed sample (see [`LiveScorer::on_disturbed_sample`]).
+    settling: usize,
 }
 
 /// Scores samples of many hosts with one model.
@@ -97,9 +100,59 @@ impl LiveScorer {
     /// Handles one sample; what it led to is appended to `out`. A sample of the wrong width is an
     /// error and changes nothing.
     pub fn on_sample(&mut self, sample: &Sample, out: &mut Vec<Detection>) -> anyhow::Result<()> {
+        self.handle(sample, false, out)
+    }
+
+    /// Handles a sample taken while the detector itself disturbed the hosts: the samples that
+    /// waited while a model trained. Training burns CPU for seconds, and when the detector runs
+    /// on a host it watches (the demo, a single machine) those samples show its own burst. They
+    /// are scored and reported, but no window or smoothed score that holds one of them opens an
+    /// event, so a detector never alarms on itself.
+    pub fn on_disturbed_sample(
+        &mut self,
+        sample: &Sample,
+        out: &mut Vec<Detection>,
+    ) -> anyhow::Result<()> {
+        self.handle(sample, true, out)
+    }
+
+    /// The state of `host` in `hosts`, made on first use (without cloning the name on every
+    /// sample). A free function over the fields it needs, so the window can stay borrowed.
+    fn host_state<'a>(
+        hosts: &'a mut HashMap<String, HostState>,
+        model: &Model,
+        rule: EventRule,
+        host: &str,
+    ) -> &'a mut HostState {
+        if !hosts.contains_key(host) {
+            let state = HostState {
+                smoother: model.smoother(),
+                tracker: EventTracker::new(rule)
+                    .expect("the rule was validated when the scorer was built"),
+                open: None,
+                settling: 0,
+            };
+            hosts.insert(host.to_string(), state);
+        }
+        hosts.get_mut(host).expect("inserted above")
+    }
+
+    fn handle(
+        &mut self,
+        sample: &Sample,
+        disturbed: bool,
+        out: &mut Vec<Detection>,
+    ) -> anyhow::Result<()> {
         let flags = self.model.scale_row(&sample.values, &mut self.scaled)?;
         self.non_finite_values += flags.non_finite_count() as u64;
         self.clipped_values += flags.clipped_count() as u64;
+        if disturbed {
+            // The windows that hold this sample (this one and the next `window - 1`) stay away
+            // from the tracker, and so do the `smoothing - 1` after them that still average it in.
+            let settling = self.model.shape().window + self.model.manifest().smoothing.max(1) - 1;
+            Self::host_state(&mut self.hosts, &self.model, self.rule, &sample.entity).settling =
+                settling;
+        }
         let Some(window) =
             self.windows
                 .push(sample.entity.as_str(), sample.timestamp_ms, 0, &self.scaled)?
@@ -110,21 +163,17 @@ impl LiveScorer {
         let mut raw = [0.0f32];
         self.model.score_windows(window.values, &mut raw)?;
         let threshold = self.model.manifest().threshold;
-        let host = self
-            .hosts
-            .entry(sample.entity.clone())
-            .or_insert_with(|| HostState {
-                smoother: self.model.smoother(),
-                tracker: EventTracker::new(self.rule)
-                    .expect("the rule was validated when the scorer was built"),
-                open: None,
-            });
+        let host = Self::host_state(&mut self.hosts, &self.model, self.rule, &sample.entity);
         let score = f64::from(host.smoother.push(raw[0]));
         out.push(Detection::Scored {
             host: sample.entity.clone(),
             window_end_ms: end_ms,
             score,
         });
+        if host.settling > 0 {
+            host.settling -= 1;
+            return Ok(());
+        }
 
         // The tracker sees window starts, so an event's start is the start of its first window.
         let change = host.tracker.observe(start_ms, score, threshold);
@@ -279,6 +328,48 @@ mod tests {
         assert_eq!(opened.top_metrics[0].metric, "memory_used");
         assert!(closed.score >= opened.score);
         assert_eq!(s.open_events(), 0);
+    }
+
+    #[test]
+    fn disturbed_samples_are_scored_but_open_no_event_and_the_host_alarms_again_after_settling() {
+        let mut s = scorer();
+        let mut out = Vec::new();
+        let burst = |i: usize| {
+            let mut row = normal_row(i);
+            row[1] = 97.0;
+            row
+        };
+        // A burst while the model trained: scored, yet silent.
+        for i in 3000..3030 {
+            s.on_disturbed_sample(&Sample::new("h", i as i64 * 1000, burst(i)), &mut out)
+                .unwrap();
+        }
+        let scores: Vec<f64> = out
+            .iter()
+            .filter_map(|d| match d {
+                Detection::Scored { score, .. } => Some(*score),
+                _ => None,
+            })
+            .collect();
+        let threshold = s.model().manifest().threshold;
+        assert!(
+            scores.iter().any(|&x| x > threshold),
+            "the burst scores high: {scores:?}"
+        );
+        assert!(events(&out).is_empty(), "{:?}", events(&out));
+        // Normal samples settle the host; a later burst opens an event as usual.
+        for i in 3030..3100 {
+            s.on_sample(&Sample::new("h", i as i64 * 1000, normal_row(i)), &mut out)
+                .unwrap();
+        }
+        assert!(events(&out).is_empty(), "{:?}", events(&out));
+        for i in 3100..3130 {
+            s.on_sample(&Sample::new("h", i as i64 * 1000, burst(i)), &mut out)
+                .unwrap();
+        }
+        let events = events(&out);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].window_start_ms >= 3_091_000, "{:?}", events[0]);
     }
 
     #[test]

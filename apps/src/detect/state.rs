@@ -1,9 +1,10 @@
 //! The detector's life: collect a baseline, train a model on it without stopping consumption,
 //! then score. Samples that arrive while the model trains are kept and scored once it is ready,
-//! so none is lost. While scoring, it keeps a rolling baseline of the latest samples, leaving out
-//! those of hosts inside an anomaly event, and retrains on it on schedule; the new model replaces
-//! the old one when it is ready (its windows start afresh, so each host skips `window - 1`
-//! samples of scoring).
+//! so none is lost; since training's own CPU burst may show in them, they cannot open an event.
+//! While scoring, it keeps a rolling baseline of the latest samples, leaving out those of hosts
+//! inside an anomaly event, and retrains on it on schedule; the new model replaces the old one
+//! when it is ready (its windows start afresh, so each host skips `window - 1` samples of
+//! scoring).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -198,7 +199,7 @@ impl DetectorState {
         );
         let mut scorer = LiveScorer::new(model, self.rule)?;
         for sample in &pending {
-            scorer.on_sample(sample, out)?;
+            scorer.on_disturbed_sample(sample, out)?;
         }
         self.phase = Phase::Live(Box::new(scorer));
         Ok(())
