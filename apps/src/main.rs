@@ -36,6 +36,9 @@ enum Command {
     Replay(cmd::replay::ReplayArgs),
     /// Train a model on recorded metrics (CSV) or a labelled dataset entity and save the artifact.
     Train(cmd::train::TrainArgs),
+    /// Create the samples, anomalies and dead-letter topics on a broker that does not create
+    /// topics on first use.
+    Topics(cmd::topics::TopicsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => cmd::train::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Detect(args) => cmd::detect::run(args),
+        Command::Topics(args) => cmd::topics::run(args),
     }
 }

@@ -4,40 +4,9 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the child process when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(program: &str, args: &[&str]) -> Running {
-    Running(
-        Command::new(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {program} (scripts/test installs Debian's prometheus): {e}")
-            }),
-    )
-}
 
 /// The `data.result` array of an instant query, via plain HTTP/1.0.
 fn query(port: u16, expr: &str) -> Option<Vec<serde_json::Value>> {
@@ -89,8 +58,12 @@ fn prometheus_scrapes_the_collector_and_the_detector() {
         String::from_utf8_lossy(&replay.stderr)
     );
 
-    let (collector_port, detector_port, prometheus_port) = (free_port(), free_port(), free_port());
-    let _collector = spawn(
+    let (collector_port, detector_port, prometheus_port) = (
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    );
+    let _collector = support::spawn(
         bin,
         &[
             "collect",
@@ -99,9 +72,10 @@ fn prometheus_scrapes_the_collector_and_the_detector() {
             "--listen",
             &format!("127.0.0.1:{collector_port}"),
         ],
+        Stdio::null,
     );
     let database = dir.join("anomalies.db");
-    let _detector = spawn(
+    let _detector = support::spawn(
         bin,
         &[
             "detect",
@@ -118,6 +92,7 @@ fn prometheus_scrapes_the_collector_and_the_detector() {
             "--listen",
             &format!("127.0.0.1:{detector_port}"),
         ],
+        Stdio::null,
     );
     let config = dir.join("prometheus.yml");
     std::fs::write(
@@ -127,13 +102,14 @@ fn prometheus_scrapes_the_collector_and_the_detector() {
         ),
     )
     .unwrap();
-    let _prometheus = spawn(
+    let _prometheus = support::spawn(
         "prometheus",
         &[
             &format!("--config.file={}", config.display()),
             &format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
             &format!("--web.listen-address=127.0.0.1:{prometheus_port}"),
         ],
+        Stdio::null,
     );
 
     let deadline = Instant::now() + Duration::from_secs(60);

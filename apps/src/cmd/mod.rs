@@ -10,6 +10,7 @@ pub mod demo;
 pub mod detect;
 pub mod eval;
 pub mod replay;
+pub mod topics;
 pub mod train;
 
 /// The training settings of `--config FILE` (JSON, any subset of [`TrainingConfig`]'s fields; the

@@ -1,12 +1,11 @@
 //! Shared helpers for the integration tests: where the real services are, and fresh namespaces on them.
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use diesel::prelude::*;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 
 /// Kafka bootstrap servers of the real broker (`scripts/services start` runs one on 127.0.0.1:9092).
 pub fn kafka_brokers() -> String {
@@ -16,26 +15,11 @@ pub fn kafka_brokers() -> String {
 /// Creates `topics` with `partitions` each on the real broker at `brokers`; fails loudly when no
 /// broker answers.
 pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let results = admin
-        .create_topics(
-            &new,
-            &AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10))),
-        )
+    anomaly_apps::cmd::topics::create(brokers, topics, partitions, 1)
         .await
         .unwrap_or_else(|e| {
-            panic!("a Kafka broker must run at {brokers} (scripts/services start): {e}")
+            panic!("a Kafka broker must run at {brokers} (scripts/services start): {e:#}")
         });
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t} at {brokers}: {e}"));
-    }
 }
 
 /// Trains the PCA baseline on 3,000 steps of the cyclic reference host
@@ -108,4 +92,35 @@ impl Drop for ScratchDatabase {
             .execute(&mut admin);
         }
     }
+}
+
+/// A child process, killed when the guard goes, however the test ends.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `program` with `args`, its stdout and stderr going to `output`.
+pub fn spawn(program: &str, args: &[&str], output: impl Fn() -> Stdio) -> Running {
+    Running(
+        Command::new(program)
+            .args(args)
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program} (scripts/test installs it): {e}")),
+    )
+}
+
+/// A local TCP port free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

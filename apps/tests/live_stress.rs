@@ -1,0 +1,200 @@
+//! Live stress on this machine: a collector and a self-training detector run as processes against
+//! the real broker and PostgreSQL. The detector trains on an idle baseline; then the machine idles
+//! for a minute and `stress-ng --cpu 2` (Debian package) runs for 20 s. The detector must record an
+//! anomaly event within 5 s of the stress starting, and none before it (the idle minute included).
+//!
+//! It takes about five minutes: a three-minute baseline at the collector's default 1 sample/s, the
+//! idle minute, the stress. Idle machines are not silent: this one runs a job every minute that
+//! reads a megabyte and burns CPU for a moment. The detector is trained with half of the baseline
+//! held out for calibration (90 s), so its threshold sees that job at least once, as it would in a
+//! production baseline of an hour. (Sampling faster, every 200 ms, turns that moment into a spike
+//! five times as high, which no short baseline calibrates for.)
+
+mod support;
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Double, Text, Timestamptz};
+
+/// Baseline samples at 1 per second: three minutes of idle machine.
+const BASELINE_SAMPLES: &str = "180";
+/// Training settings: half of the baseline held out for the error profile and the threshold.
+const TRAINING_CONFIG: &str = r#"{"validation_fraction": 0.5}"#;
+/// Time for the windows and smoothing that still hold samples taken during training to pass.
+const SETTLE: Duration = Duration::from_secs(5);
+const IDLE: Duration = Duration::from_secs(60);
+const STRESS_SECS: u64 = 20;
+/// How soon after the stress starts an event must be in the database.
+const DETECTION_LIMIT: chrono::Duration = chrono::Duration::seconds(5);
+
+#[derive(Debug, QueryableByName)]
+struct EventRow {
+    #[diesel(sql_type = Text)]
+    host: String,
+    #[diesel(sql_type = Timestamptz)]
+    window_start: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    detected_at: DateTime<Utc>,
+    #[diesel(sql_type = Double)]
+    score: f64,
+    #[diesel(sql_type = Double)]
+    threshold: f64,
+}
+
+fn events(database_url: &str) -> Vec<EventRow> {
+    let mut connection = PgConnection::establish(database_url).expect("connect to PostgreSQL");
+    diesel::sql_query(
+        "SELECT host, window_start, detected_at, score, threshold FROM anomalies ORDER BY detected_at",
+    )
+    .load(&mut connection)
+    .expect("read the anomalies table (the detector creates it at start)")
+}
+
+fn log_file(path: &Path) -> impl Fn() -> Stdio + '_ {
+    move || {
+        File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("log file")
+            .into()
+    }
+}
+
+#[test]
+fn stress_ng_opens_an_event_within_five_seconds_and_the_idle_minute_before_opens_none() {
+    let dir = std::env::temp_dir().join(support::unique_name("live_stress"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = env!("CARGO_BIN_EXE_anomaly");
+    let brokers = support::kafka_brokers();
+    let (_db, database_url) = support::ScratchDatabase::create();
+    let topic = support::unique_name("live_metrics");
+    let anomalies = support::unique_name("live_anomalies");
+    let dead_letters = support::unique_name("live_dead_letters");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(support::create_topics(
+            &brokers,
+            &[&topic, &anomalies, &dead_letters],
+            1,
+        ));
+
+    let host = support::unique_name("stressed");
+    let (collector_log, detector_log) = (dir.join("collector.log"), dir.join("detector.log"));
+    let _collector = support::spawn(
+        bin,
+        &[
+            "collect",
+            "--interval",
+            "1s",
+            "--host",
+            &host,
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--listen",
+            &format!("127.0.0.1:{}", support::free_port()),
+        ],
+        log_file(&collector_log),
+    );
+    let model_dir = dir.join("model");
+    let config = dir.join("training.json");
+    std::fs::write(&config, TRAINING_CONFIG).unwrap();
+    let _detector = support::spawn(
+        bin,
+        &[
+            "detect",
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--anomalies-topic",
+            &anomalies,
+            "--dead-letter-topic",
+            &dead_letters,
+            "--group",
+            &support::unique_name("live_detector"),
+            "--database-url",
+            &database_url,
+            "--model-dir",
+            model_dir.to_str().unwrap(),
+            "--baseline-samples",
+            BASELINE_SAMPLES,
+            "--retrain-every",
+            "0",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{}", support::free_port()),
+        ],
+        log_file(&detector_log),
+    );
+    let logs = || {
+        format!(
+            "\n--- detector log ---\n{}\n--- collector log ---\n{}",
+            std::fs::read_to_string(&detector_log).unwrap_or_default(),
+            std::fs::read_to_string(&collector_log).unwrap_or_default()
+        )
+    };
+
+    // The artifact is saved just before the model goes live.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !model_dir
+        .join(anomaly_model::artifact::MANIFEST_FILE)
+        .is_file()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no model trained within 300 s{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(SETTLE + IDLE);
+
+    let stress_start = Utc::now();
+    let stress = Command::new("stress-ng")
+        .args(["--cpu", "2", "--timeout", &format!("{STRESS_SECS}s")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run stress-ng (scripts/test installs it): {e}"));
+    assert!(stress.success(), "stress-ng failed: {stress}");
+    // Give the last windows time to reach the database.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let events = events(&database_url);
+    let before: Vec<&EventRow> = events
+        .iter()
+        .filter(|e| e.detected_at < stress_start)
+        .collect();
+    assert!(
+        before.is_empty(),
+        "events before the stress (it started at {stress_start}): {before:#?}{}",
+        logs()
+    );
+    let in_time = events
+        .iter()
+        .find(|e| e.detected_at <= stress_start + DETECTION_LIMIT);
+    let Some(event) = in_time else {
+        panic!(
+            "no event within {DETECTION_LIMIT} of the stress starting at {stress_start}: {events:#?}{}",
+            logs()
+        );
+    };
+    assert_eq!(event.host, host);
+    assert!(event.score > event.threshold, "{event:?}");
+    // The event's first window holds stressed samples, so it starts at most one window span
+    // (10 samples, 10 s) before the stress.
+    assert!(
+        event.window_start >= stress_start - chrono::Duration::seconds(11),
+        "{event:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
