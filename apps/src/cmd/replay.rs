@@ -47,6 +47,10 @@ pub struct ReplayArgs {
     /// Event-time distance between consecutive samples of a host, in milliseconds.
     #[arg(long, default_value = "1000")]
     pub step_ms: i64,
+    /// Stamp each sample with the wall-clock time it is published instead (live load, so that
+    /// the detector's end-to-end latency is the real delay since the sample was taken).
+    #[arg(long)]
+    pub wall_clock: bool,
     /// Samples per host to publish (a dataset defaults to its whole test part).
     #[arg(long)]
     pub count: Option<u64>,
@@ -54,6 +58,9 @@ pub struct ReplayArgs {
     /// (0: never).
     #[arg(long, default_value = "0")]
     pub anomaly_every: u64,
+    /// How many hosts (consecutive, in turn) get an anomaly in each round of `--anomaly-every`.
+    #[arg(long, default_value = "1")]
+    pub anomaly_hosts: u64,
 }
 
 /// How many steps an injected synthetic anomaly lasts.
@@ -87,7 +94,12 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             let due = started + Duration::from_secs_f64(step as f64 / args.rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        for sample in source.samples(step, start_ms + step as i64 * args.step_ms) {
+        let timestamp_ms = if args.wall_clock {
+            chrono::Utc::now().timestamp_millis()
+        } else {
+            start_ms + step as i64 * args.step_ms
+        };
+        for sample in source.samples(step, timestamp_ms) {
             buf.clear();
             codec.encode(&sample, &mut buf)?;
             let record = FutureRecord::to(&args.topic)
@@ -132,7 +144,7 @@ enum SourceKind {
     },
     Synthetic {
         hosts: Vec<(String, SyntheticHost)>,
-        anomaly_every: u64,
+        injections: Injections,
     },
 }
 
@@ -163,7 +175,10 @@ impl Source {
                 Ok(Self {
                     kind: SourceKind::Synthetic {
                         hosts,
-                        anomaly_every: args.anomaly_every,
+                        injections: Injections {
+                            every: args.anomaly_every,
+                            hosts_per_round: args.anomaly_hosts,
+                        },
                     },
                     steps,
                 })
@@ -181,15 +196,11 @@ impl Source {
                     rows.row(step as usize).to_vec(),
                 )]
             }
-            SourceKind::Synthetic {
-                hosts,
-                anomaly_every,
-            } => hosts
+            SourceKind::Synthetic { hosts, injections } => hosts
                 .iter()
                 .enumerate()
                 .map(|(i, (name, host))| {
-                    let values = match injection(step, i as u64, hosts.len() as u64, *anomaly_every)
-                    {
+                    let values = match injections.at(step, i as u64, hosts.len() as u64) {
                         Some(kind) => host.anomalous_sample(step, kind),
                         None => host.sample(step),
                     };
@@ -200,21 +211,34 @@ impl Source {
     }
 }
 
-/// The anomaly host `host` carries at `step`, if any: every `every` steps the next host in turn
-/// gets one for [`INJECTION_STEPS`] steps, cycling through the kinds.
-fn injection(step: u64, host: u64, hosts: u64, every: u64) -> Option<Injection> {
-    if every == 0 || step < every {
-        return None;
+/// Which synthetic hosts get anomalies, and when.
+#[derive(Debug, Clone, Copy)]
+struct Injections {
+    /// A round of anomalies starts every this many steps (0: never).
+    every: u64,
+    /// Hosts that get one in each round.
+    hosts_per_round: u64,
+}
+
+impl Injections {
+    /// The anomaly `host` (of `hosts`) carries at `step`, if any: every `every` steps the next
+    /// `hosts_per_round` hosts in turn get one for [`INJECTION_STEPS`] steps, cycling through
+    /// the kinds.
+    fn at(self, step: u64, host: u64, hosts: u64) -> Option<Injection> {
+        if self.every == 0 || step < self.every || hosts == 0 {
+            return None;
+        }
+        let round = step / self.every;
+        let first = (round * self.hosts_per_round) % hosts;
+        let in_round = (host + hosts - first) % hosts < self.hosts_per_round;
+        (in_round && step % self.every < INJECTION_STEPS).then(|| {
+            [
+                Injection::CpuSaturation,
+                Injection::MemoryLeak,
+                Injection::NetworkFlood,
+            ][(round % 3) as usize]
+        })
     }
-    let round = step / every;
-    let in_round = step % every;
-    (round % hosts.max(1) == host && in_round < INJECTION_STEPS).then(|| {
-        [
-            Injection::CpuSaturation,
-            Injection::MemoryLeak,
-            Injection::NetworkFlood,
-        ][(round % 3) as usize]
-    })
 }
 
 #[cfg(test)]
@@ -223,17 +247,35 @@ mod tests {
 
     #[test]
     fn injections_visit_hosts_in_turn_and_last_their_length() {
-        assert_eq!(injection(50, 0, 3, 0), None);
-        assert_eq!(
-            injection(50, 0, 3, 100),
-            None,
-            "nothing before the first round"
-        );
+        let one = Injections {
+            every: 100,
+            hosts_per_round: 1,
+        };
+        let never = Injections { every: 0, ..one };
+        assert_eq!(never.at(50, 0, 3), None);
+        assert_eq!(one.at(50, 0, 3), None, "nothing before the first round");
         // Round 1 (steps 100..200) belongs to host 1, for 30 steps.
-        assert!(injection(100, 1, 3, 100).is_some());
-        assert!(injection(129, 1, 3, 100).is_some());
-        assert_eq!(injection(130, 1, 3, 100), None);
-        assert_eq!(injection(100, 0, 3, 100), None);
-        assert!(injection(200, 2, 3, 100).is_some());
+        assert!(one.at(100, 1, 3).is_some());
+        assert!(one.at(129, 1, 3).is_some());
+        assert_eq!(one.at(130, 1, 3), None);
+        assert_eq!(one.at(100, 0, 3), None);
+        assert!(one.at(200, 2, 3).is_some());
+    }
+
+    #[test]
+    fn several_hosts_per_round_take_consecutive_turns_and_wrap() {
+        let two = Injections {
+            every: 100,
+            hosts_per_round: 2,
+        };
+        let hit = |step| {
+            (0..5)
+                .filter(|&h| two.at(step, h, 5).is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(hit(100), vec![2, 3]);
+        assert_eq!(hit(200), vec![0, 4], "hosts 4 and 0: the round wraps");
+        assert_eq!(hit(300), vec![1, 2]);
+        assert_eq!(hit(150), Vec::<u64>::new());
     }
 }

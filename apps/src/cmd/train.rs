@@ -29,6 +29,13 @@ pub struct TrainArgs {
     /// Folder that contains SMD/, ASD/ or NAB/, for `--dataset`.
     #[arg(long, env = "ANOMALY_DATA_DIR", default_value = "../shared/data")]
     pub data_dir: PathBuf,
+    /// Train on this many synthetic hosts instead (`host-0` ..., as `anomaly replay --synthetic`
+    /// publishes them), `--synthetic-steps` samples each: a model for load tests.
+    #[arg(long, conflicts_with_all = ["csv", "dataset", "entity"])]
+    pub synthetic_hosts: Option<u64>,
+    /// Samples per synthetic host.
+    #[arg(long, default_value = "3000")]
+    pub synthetic_steps: u64,
     /// Detector to train.
     #[arg(long, default_value = "autoencoder")]
     pub detector: DetectorKind,
@@ -40,16 +47,25 @@ pub struct TrainArgs {
 /// Trains and saves the model; prints where it went and its threshold.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = super::training_config(args.config.as_deref())?;
-    let (label, schema, rows) = match (&args.csv, &args.dataset, &args.entity) {
-        (Some(path), _, _) => {
+    let (label, schema, rows) = match (&args.csv, &args.dataset, &args.entity, args.synthetic_hosts)
+    {
+        (Some(path), ..) => {
             let (schema, rows) = read_csv(path)?;
             (path.display().to_string(), schema, rows)
         }
-        (None, Some(kind), Some(entity)) => {
+        (_, _, _, Some(hosts)) => {
+            let rows = synthetic_rows(hosts, args.synthetic_steps)?;
+            (
+                format!("{hosts} synthetic hosts"),
+                MetricSchema::host(),
+                rows,
+            )
+        }
+        (None, Some(kind), Some(entity), None) => {
             let e = dataset::load_entity(&args.data_dir, *kind, entity)?;
             (entity.clone(), e.schema, e.train)
         }
-        _ => bail!("give either --csv FILE or --dataset KIND --entity NAME"),
+        _ => bail!("give --csv FILE, --dataset KIND --entity NAME or --synthetic-hosts N"),
     };
     let reporter = ProgressReporter::new(&label);
     let model = Model::train(&schema, &rows, args.detector, &config, &mut |p| {
@@ -70,6 +86,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         m.training.train_secs
     );
     Ok(())
+}
+
+/// `steps` samples of each of `hosts` synthetic hosts, one host after another.
+fn synthetic_rows(hosts: u64, steps: u64) -> anyhow::Result<Series> {
+    let mut data = Vec::with_capacity((hosts * steps) as usize * MetricSchema::host().len());
+    for index in 0..hosts {
+        let host = anomaly_core::synthetic::SyntheticHost::new(index);
+        for step in 0..steps {
+            data.extend(host.sample(step));
+        }
+    }
+    Ok(Series::new(MetricSchema::host().len(), data)?)
 }
 
 /// Reads a CSV with a header of metric names; the collector's names give the host schema.

@@ -26,6 +26,9 @@ pub const OPEN_EVENTS: &str = "anomaly_detector_open_events";
 pub const TRACKED_HOSTS: &str = "anomaly_detector_tracked_hosts";
 /// Histogram: seconds from a sample's timestamp to the moment its window was scored.
 pub const END_TO_END_LATENCY_SECONDS: &str = "anomaly_detector_end_to_end_latency_seconds";
+/// Histogram: seconds from the newest sample of the window that opened an anomaly event to the
+/// event's row committed in the store and published on the anomalies topic.
+pub const EVENT_LATENCY_SECONDS: &str = "anomaly_detector_event_latency_seconds";
 /// Gauge: ratio of the baseline collected before the first model is trained (1 once trained).
 pub const BASELINE_PROGRESS_RATIO: &str = "anomaly_detector_baseline_progress_ratio";
 /// Gauge, always 1, labelled with the model version in use.
@@ -50,6 +53,11 @@ pub fn describe() {
         END_TO_END_LATENCY_SECONDS,
         Unit::Seconds,
         "Seconds from a sample's timestamp to the scoring of its window."
+    );
+    describe_histogram!(
+        EVENT_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Seconds from the newest sample of the window that opened an anomaly event to its row committed and published."
     );
     describe_gauge!(
         BASELINE_PROGRESS_RATIO,

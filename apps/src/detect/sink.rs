@@ -185,6 +185,11 @@ impl DetectorSink {
                     .map_err(|(e, _)| sink_error(format!("cannot publish an anomaly: {e}")))?;
             }
         }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for opened in events.iter().filter(|a| !a.closed) {
+            let latency = (now_ms - opened.window_end_ms).max(0) as f64 / 1000.0;
+            metrics::histogram!(m::EVENT_LATENCY_SECONDS).record(latency);
+        }
         Ok(())
     }
 }
