@@ -435,8 +435,10 @@ impl Sink<Record<String, f64>> for SlowSink {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_sink_pauses_consumption_and_keeps_buffers_bounded() {
+/// Streams 1,500 records through a sink slower than the broker with tiny queues and the given
+/// backpressure wait; checks that nothing is lost or repeated and that buffers stay bounded, and
+/// returns how many times a partition was paused.
+async fn run_slow_sink(backpressure_wait: Duration) -> u64 {
     tokio::time::timeout(Duration::from_secs(90), async {
         let source = unique("in");
         let partitions = 2;
@@ -453,6 +455,7 @@ async fn slow_sink_pauses_consumption_and_keeps_buffers_bounded() {
             // Resuming re-fetches from the broker: keep its fetch wait short so the test is quick.
             .set("fetch.wait.max.ms", "10")
             .queue_capacity(queue)
+            .backpressure_wait(backpressure_wait)
             .sink_capacity(sink_capacity)
             .sink_batch(batch)
             .build()
@@ -480,7 +483,6 @@ async fn slow_sink_pauses_consumption_and_keeps_buffers_bounded() {
         .await;
         let stats = running.stats();
         let bound = (partitions as usize * queue + sink_capacity + batch) as i64;
-        assert!(stats.pauses() > 0, "the slow sink never caused a pause");
         assert!(
             stats.max_buffered() <= bound,
             "buffered {} records, bound {bound}",
@@ -495,9 +497,27 @@ async fn slow_sink_pauses_consumption_and_keeps_buffers_bounded() {
             "no record lost or repeated across pause/resume"
         );
         running.shutdown().await.unwrap();
+        stats.pauses()
     })
     .await
-    .expect("test timed out");
+    .expect("test timed out")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_worker_gets_its_partition_paused_and_resumed_without_loss() {
+    // No wait at all: every full queue pauses its partition.
+    let pauses = run_slow_sink(Duration::ZERO).await;
+    assert!(pauses > 0, "the slow sink never caused a pause");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merely_slow_worker_is_waited_for_instead_of_paused() {
+    // The sink takes 5 ms per batch: far less than the default 100 ms wait.
+    let pauses = run_slow_sink(Duration::from_millis(100)).await;
+    assert_eq!(
+        pauses, 0,
+        "a slow but moving worker should not cost re-fetches"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -287,7 +287,27 @@ impl PollState {
             timestamp_ms: msg.timestamp().to_millis().unwrap_or(0),
         };
         self.shared.stats.add_buffered(1);
-        match slot.worker.tx.try_send(Input::Record(offset, raw)) {
+        // A full queue usually drains within moments; pausing (and re-fetching on resume) is for
+        // a worker that stays stuck. Nothing else takes the slots' lock while this thread waits:
+        // every user of it runs on this thread.
+        let mut deadline = None;
+        let mut input = Input::Record(offset, raw);
+        let sent = loop {
+            match slot.worker.tx.try_send(input) {
+                Err(TrySendError::Full(back)) => {
+                    let now = Instant::now();
+                    let until =
+                        *deadline.get_or_insert(now + self.shared.settings.backpressure_wait);
+                    if now >= until {
+                        break Err(TrySendError::Full(back));
+                    }
+                    input = back;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                other => break other,
+            }
+        };
+        match sent {
             Ok(()) => slot.next_expected = offset + 1,
             Err(TrySendError::Full(_)) => {
                 self.shared.stats.add_buffered(-1);
@@ -454,6 +474,7 @@ fn poll_loop(consumer: Consumer_, state: Arc<PollState>, settings: Settings) -> 
         state.resume_ready(&consumer);
         if last_commit.elapsed() >= settings.commit_interval {
             state.commit(&consumer);
+            shared.stats.publish_buffered();
             last_commit = Instant::now();
         }
         if last_tick.elapsed() >= settings.tick_interval {

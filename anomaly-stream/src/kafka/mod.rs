@@ -43,13 +43,15 @@
 //!
 //! Every queue is bounded: poll thread to worker ([`queue_capacity`](KafkaRuntimeBuilder::queue_capacity)),
 //! worker to sink and worker to acker ([`sink_capacity`](KafkaRuntimeBuilder::sink_capacity)).
-//! A slow sink fills its channel, the worker waits, its input channel fills, and the poll thread
-//! pauses that partition (remembering the first record it could not enqueue, which it seeks back
-//! to when resuming) while it keeps polling, so group membership is kept and memory stays bounded.
+//! A slow sink fills its channel, the worker waits, and its input channel fills. The poll thread
+//! then waits up to [`backpressure_wait`](KafkaRuntimeBuilder::backpressure_wait) for room, which
+//! is all a worker that is merely slower than the broker needs: the partition streams at the
+//! worker's pace. When the wait runs out (a stalled sink), the poll thread pauses that partition
+//! (remembering the first record it could not enqueue, which it seeks back to when resuming)
+//! while it keeps polling, so group membership is kept and memory stays bounded.
 //! [`RuntimeStats::buffered`] and the [`BUFFERED_RECORDS`](crate::metrics::BUFFERED_RECORDS) gauge
 //! show the queued records. Resuming re-fetches from the broker, so each pause costs about one
-//! `fetch.wait.max.ms` (librdkafka default 500 ms); keep `queue_capacity` large enough that
-//! pauses are rare, or lower `fetch.wait.max.ms`.
+//! `fetch.wait.max.ms` (librdkafka default 500 ms).
 
 mod consumer;
 mod worker;
@@ -75,6 +77,7 @@ pub struct KafkaRuntimeBuilder {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub queue_capacity: usize,
+    pub backpressure_wait: Duration,
     pub sink_capacity: usize,
     pub sink_batch: usize,
     pub commit_interval: Duration,
@@ -106,6 +109,15 @@ impl KafkaRuntimeBuilder {
     /// Records queued per partition between the poll thread and its worker (default 1024).
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.settings.queue_capacity = n.max(1);
+        self
+    }
+
+    /// How long the poll thread waits for room in a partition's full queue before it pauses the
+    /// partition (default 100 ms). A worker that is merely slower than the broker drains its
+    /// queue within this wait, so the partition streams at the worker's pace; only a stalled
+    /// worker (a sink that is down) gets its partition paused, which costs a re-fetch on resume.
+    pub fn backpressure_wait(mut self, d: Duration) -> Self {
+        self.settings.backpressure_wait = d;
         self
     }
 
@@ -191,6 +203,7 @@ impl KafkaRuntime {
             config: Vec::new(),
             settings: Settings {
                 queue_capacity: 1024,
+                backpressure_wait: Duration::from_millis(100),
                 sink_capacity: 1024,
                 sink_batch: 256,
                 commit_interval: Duration::from_millis(200),
@@ -246,7 +259,13 @@ impl RuntimeStats {
     pub(crate) fn add_buffered(&self, n: i64) {
         let now = self.buffered.fetch_add(n, Ordering::Relaxed) + n;
         self.max_buffered.fetch_max(now, Ordering::Relaxed);
-        metrics::gauge!(m::BUFFERED_RECORDS).set(now as f64);
+    }
+
+    /// Sets the [`BUFFERED_RECORDS`](m::BUFFERED_RECORDS) gauge. The poll thread calls it on
+    /// every commit tick rather than on every change: a gauge update costs a registry lookup,
+    /// and the count changes three times per record.
+    pub(crate) fn publish_buffered(&self) {
+        metrics::gauge!(m::BUFFERED_RECORDS).set(self.buffered() as f64);
     }
 
     /// Records currently queued between the poll thread, workers and sinks.

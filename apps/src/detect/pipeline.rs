@@ -20,10 +20,9 @@ const TOP_METRICS: usize = 3;
 /// What one sample led to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Detection {
-    /// A window of the host was scored.
+    /// A window was scored (which host's is not said: at hundreds of thousands of windows a
+    /// second, copying its name costs more than the scoring; see [`LiveScorer::latest_scores`]).
     Scored {
-        /// The host.
-        host: String,
         /// Timestamp of the newest sample in the window.
         window_end_ms: i64,
         /// The smoothed score.
@@ -36,6 +35,7 @@ pub enum Detection {
 
 /// Per-host state beside the window: score smoothing and the event tracker.
 struct HostState {
+    name: String,
     smoother: ScoreSmoother,
     tracker: EventTracker,
     /// The event being reported: opened, not yet closed.
@@ -43,14 +43,20 @@ struct HostState {
     /// Windows still to score before the tracker sees this host's scores again: those whose
     /// window or smoothing still holds a disturbed sample (see [`LiveScorer::on_disturbed_sample`]).
     settling: usize,
+    /// The smoothed score of the host's latest window (NaN before its first).
+    latest_score: f64,
 }
 
 /// Scores samples of many hosts with one model.
 pub struct LiveScorer {
     model: Model,
     rule: EventRule,
-    windows: RowWindows<String>,
-    hosts: HashMap<String, HostState>,
+    /// Each host's index into `hosts`: the name is hashed once per sample, and the window
+    /// operator works on the integer (twice as fast as on names).
+    ids: HashMap<String, u32>,
+    windows: RowWindows<u32>,
+    /// Per-host state, by index; hosts are never forgotten while the scorer lives.
+    hosts: Vec<HostState>,
     scaled: Vec<f32>,
     shares: Vec<f32>,
     /// Values replaced because they were NaN or infinite, since start.
@@ -68,8 +74,9 @@ impl LiveScorer {
         Ok(Self {
             model,
             rule,
+            ids: HashMap::new(),
             windows,
-            hosts: HashMap::new(),
+            hosts: Vec::new(),
             scaled: vec![0.0; shape.dims],
             shares: vec![0.0; shape.dims],
             non_finite_values: 0,
@@ -89,12 +96,22 @@ impl LiveScorer {
 
     /// Whether `host` is inside an anomaly event.
     pub fn in_event(&self, host: &str) -> bool {
-        self.hosts.get(host).is_some_and(|h| h.open.is_some())
+        self.ids
+            .get(host)
+            .is_some_and(|&id| self.hosts[id as usize].open.is_some())
+    }
+
+    /// Every host's latest smoothed score, for gauges refreshed on a timer rather than per window.
+    pub fn latest_scores(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.hosts
+            .iter()
+            .filter(|h| !h.latest_score.is_nan())
+            .map(|h| (h.name.as_str(), h.latest_score))
     }
 
     /// Events currently open.
     pub fn open_events(&self) -> usize {
-        self.hosts.values().filter(|h| h.open.is_some()).count()
+        self.hosts.iter().filter(|h| h.open.is_some()).count()
     }
 
     /// Handles one sample; what it led to is appended to `out`. A sample of the wrong width is an
@@ -116,25 +133,23 @@ impl LiveScorer {
         self.handle(sample, true, out)
     }
 
-    /// The state of `host` in `hosts`, made on first use (without cloning the name on every
-    /// sample). A free function over the fields it needs, so the window can stay borrowed.
-    fn host_state<'a>(
-        hosts: &'a mut HashMap<String, HostState>,
-        model: &Model,
-        rule: EventRule,
-        host: &str,
-    ) -> &'a mut HostState {
-        if !hosts.contains_key(host) {
-            let state = HostState {
-                smoother: model.smoother(),
-                tracker: EventTracker::new(rule)
-                    .expect("the rule was validated when the scorer was built"),
-                open: None,
-                settling: 0,
-            };
-            hosts.insert(host.to_string(), state);
+    /// The index of `host`, made on first use (without cloning the name on every sample).
+    fn host_id(&mut self, host: &str) -> anyhow::Result<u32> {
+        if let Some(&id) = self.ids.get(host) {
+            return Ok(id);
         }
-        hosts.get_mut(host).expect("inserted above")
+        let id = u32::try_from(self.hosts.len()).context("more than 2^32 hosts")?;
+        self.hosts.push(HostState {
+            name: host.to_string(),
+            smoother: self.model.smoother(),
+            tracker: EventTracker::new(self.rule)
+                .expect("the rule was validated when the scorer was built"),
+            open: None,
+            settling: 0,
+            latest_score: f64::NAN,
+        });
+        self.ids.insert(host.to_string(), id);
+        Ok(id)
     }
 
     fn handle(
@@ -146,16 +161,16 @@ impl LiveScorer {
         let flags = self.model.scale_row(&sample.values, &mut self.scaled)?;
         self.non_finite_values += flags.non_finite_count() as u64;
         self.clipped_values += flags.clipped_count() as u64;
+        let id = self.host_id(&sample.entity)?;
         if disturbed {
             // The windows that hold this sample (this one and the next `window - 1`) stay away
             // from the tracker, and so do the `smoothing - 1` after them that still average it in.
             let settling = self.model.shape().window + self.model.manifest().smoothing.max(1) - 1;
-            Self::host_state(&mut self.hosts, &self.model, self.rule, &sample.entity).settling =
-                settling;
+            self.hosts[id as usize].settling = settling;
         }
-        let Some(window) =
-            self.windows
-                .push(sample.entity.as_str(), sample.timestamp_ms, 0, &self.scaled)?
+        let Some(window) = self
+            .windows
+            .push(&id, sample.timestamp_ms, 0, &self.scaled)?
         else {
             return Ok(());
         };
@@ -163,10 +178,10 @@ impl LiveScorer {
         let mut raw = [0.0f32];
         self.model.score_windows(window.values, &mut raw)?;
         let threshold = self.model.manifest().threshold;
-        let host = Self::host_state(&mut self.hosts, &self.model, self.rule, &sample.entity);
+        let host = &mut self.hosts[id as usize];
         let score = f64::from(host.smoother.push(raw[0]));
+        host.latest_score = score;
         out.push(Detection::Scored {
-            host: sample.entity.clone(),
             window_end_ms: end_ms,
             score,
         });

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anomaly_core::{Anomaly, Sample};
 use anomaly_stream::Record;
 use anomaly_stream::sink::{BoxFuture, Sink};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use super::metric_names as m;
 use super::pipeline::Detection;
@@ -80,14 +80,32 @@ impl DetectorSink {
         self.state.lock().expect("detector state lock").progress()
     }
 
-    /// Installs a model whose training has finished even if no sample arrives.
+    /// Installs a model whose training has finished even if no sample arrives, and refreshes the
+    /// detector's gauges (once a second rather than per batch or window: a gauge update costs
+    /// about as much as scoring a window, and counting open events walks every host).
     pub async fn poll(&self) -> anomaly_stream::Result<()> {
         let mut out = Vec::new();
-        self.state
-            .lock()
-            .expect("detector state lock")
-            .poll_training(&mut out)
-            .map_err(|e| sink_error(format!("{e:#}")))?;
+        {
+            let mut state = self.state.lock().expect("detector state lock");
+            state
+                .poll_training(&mut out)
+                .map_err(|e| sink_error(format!("{e:#}")))?;
+            metrics::gauge!(m::BASELINE_PROGRESS_RATIO).set(match state.progress() {
+                Progress::Baseline(p) => p,
+                Progress::Training | Progress::Live => 1.0,
+            });
+            if let Some(s) = state.scorer() {
+                for (host, score) in s.latest_scores() {
+                    metrics::gauge!(m::SCORE, m::HOST => host.to_string()).set(score);
+                }
+                let manifest = s.model().manifest();
+                metrics::gauge!(m::TRACKED_HOSTS).set(s.tracked_hosts() as f64);
+                metrics::gauge!(m::OPEN_EVENTS).set(s.open_events() as f64);
+                metrics::gauge!(m::THRESHOLD).set(manifest.threshold);
+                metrics::gauge!(m::MODEL_INFO, m::MODEL_VERSION => manifest.model_version.clone())
+                    .set(1.0);
+            }
+        }
         self.publish(out).await
     }
 
@@ -97,6 +115,7 @@ impl DetectorSink {
         let mut refused = 0;
         let samples = batch.len() as u64;
         let now_ms = chrono::Utc::now().timestamp_millis();
+        let latency_histogram = metrics::histogram!(m::END_TO_END_LATENCY_SECONDS);
         for record in batch {
             let sample_ms = record.value.timestamp_ms;
             let before = out.len();
@@ -107,21 +126,8 @@ impl DetectorSink {
             }
             if out.len() > before {
                 let latency = (now_ms - sample_ms).max(0) as f64 / 1000.0;
-                metrics::histogram!(m::END_TO_END_LATENCY_SECONDS).record(latency);
+                latency_histogram.record(latency);
             }
-        }
-        let progress = state.progress();
-        let scorer = state.scorer();
-        metrics::gauge!(m::BASELINE_PROGRESS_RATIO).set(match progress {
-            Progress::Baseline(p) => p,
-            Progress::Training => 1.0,
-            Progress::Live => 1.0,
-        });
-        if let Some(s) = scorer {
-            metrics::gauge!(m::TRACKED_HOSTS).set(s.tracked_hosts() as f64);
-            metrics::gauge!(m::OPEN_EVENTS).set(s.open_events() as f64);
-            metrics::gauge!(m::THRESHOLD).set(s.model().manifest().threshold);
-            metrics::gauge!(m::MODEL_INFO, m::MODEL_VERSION => s.model().manifest().model_version.clone()).set(1.0);
         }
         drop(state);
         metrics::counter!(m::SAMPLES_TOTAL).increment(samples);
@@ -133,15 +139,15 @@ impl DetectorSink {
 
     async fn publish(&self, detections: Vec<Detection>) -> anomaly_stream::Result<()> {
         let mut events: Vec<Anomaly> = Vec::new();
+        let mut scored = 0;
         {
             let mut counters = self.counters.lock().expect("counters lock");
             for d in detections {
                 match d {
-                    Detection::Scored { host, score, .. } => {
+                    Detection::Scored { score, .. } => {
                         counters.windows_scored += 1;
                         counters.last_score = score;
-                        metrics::counter!(m::WINDOWS_SCORED_TOTAL).increment(1);
-                        metrics::gauge!(m::SCORE, m::HOST => host).set(score);
+                        scored += 1;
                     }
                     Detection::Event(anomaly) => {
                         if !anomaly.closed {
@@ -161,6 +167,7 @@ impl DetectorSink {
                 }
             }
         }
+        metrics::counter!(m::WINDOWS_SCORED_TOTAL).increment(scored);
         if events.is_empty() {
             return Ok(());
         }
@@ -171,19 +178,31 @@ impl DetectorSink {
             .map_err(|e| sink_error(format!("store task: {e}")))?
             .map_err(|e| sink_error(format!("{e:#}")))?;
         if let Some(topic) = &self.events {
+            // Every event is enqueued before any delivery is awaited, so a batch with many
+            // events costs one broker round trip, not one per event.
+            let mut deliveries = Vec::with_capacity(events.len());
             for anomaly in &events {
                 let payload = serde_json::to_vec(anomaly).map_err(|e| sink_error(e.to_string()))?;
-                topic
-                    .producer
-                    .send(
-                        FutureRecord::to(&topic.topic)
-                            .key(&anomaly.entity)
-                            .payload(&payload),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .map_err(|(e, _)| sink_error(format!("cannot publish an anomaly: {e}")))?;
+                let record = FutureRecord::to(&topic.topic)
+                    .key(&anomaly.entity)
+                    .payload(&payload);
+                match topic.producer.send_result(record) {
+                    Ok(delivery) => deliveries.push(delivery),
+                    // The producer's queue is full: wait for what is in flight, then send this
+                    // one the patient way.
+                    Err((_, record)) => {
+                        await_deliveries(std::mem::take(&mut deliveries)).await?;
+                        topic
+                            .producer
+                            .send(record, Duration::from_secs(30))
+                            .await
+                            .map_err(|(e, _)| {
+                                sink_error(format!("cannot publish an anomaly: {e}"))
+                            })?;
+                    }
+                }
             }
+            await_deliveries(deliveries).await?;
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         for opened in events.iter().filter(|a| !a.closed) {
@@ -192,6 +211,17 @@ impl DetectorSink {
         }
         Ok(())
     }
+}
+
+/// Waits for every delivery report; the first failure is the error.
+async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> anomaly_stream::Result<()> {
+    for delivery in deliveries {
+        delivery
+            .await
+            .map_err(|_| sink_error("the producer dropped an anomaly's delivery report".into()))?
+            .map_err(|(e, _)| sink_error(format!("cannot publish an anomaly: {e}")))?;
+    }
+    Ok(())
 }
 
 fn sink_error(message: String) -> anomaly_stream::Error {
