@@ -496,8 +496,9 @@ async fn run_slow_sink(backpressure_wait: Duration) -> u64 {
             values, expected,
             "no record lost or repeated across pause/resume"
         );
+        let pauses = stats.pauses();
         running.shutdown().await.unwrap();
-        stats.pauses()
+        pauses
     })
     .await
     .expect("test timed out")
