@@ -198,6 +198,10 @@ impl Detector for AutoencoderDetector {
         &self.profile
     }
 
+    fn profile_mut(&mut self) -> &mut ErrorProfile {
+        &mut self.profile
+    }
+
     fn fit(
         shape: WindowShape,
         train: &[f32],

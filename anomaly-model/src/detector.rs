@@ -99,6 +99,9 @@ pub trait Detector: Sized {
     /// How its reconstruction errors become scores.
     fn profile(&self) -> &ErrorProfile;
 
+    /// The same, to adjust after fitting (see [`ErrorProfile::raise_metric_floors`]).
+    fn profile_mut(&mut self) -> &mut ErrorProfile;
+
     /// Fits on `train` windows, using `validation` windows (held out, later in time) for early
     /// stopping and for the error profile. Reports progress after each epoch.
     fn fit(

@@ -34,6 +34,13 @@ pub struct TrainingConfig {
     /// that were quiet during a short baseline from making every later blip an anomaly. Units not
     /// listed (e.g. the `scaled` columns of labelled datasets) get none.
     pub min_spread: BTreeMap<String, f64>,
+    /// Smallest typical error (squared scaled units, see [`ErrorProfile`](crate::scoring::ErrorProfile))
+    /// of the metrics whose unit has a `min_spread`: about the error of a drift of a fifth of
+    /// that spread. On a quiet host, disk or network barely move during the baseline, their
+    /// typical error is close to zero, and without this floor the first few hundred kilobytes
+    /// read would score as a disaster. Metrics of other units (the labelled datasets) keep
+    /// their fitted error.
+    pub min_metric_error: f32,
     /// Weight decay per step back inside a window's error (1 weighs all steps equally).
     pub recency_decay: f32,
     /// Scores are averaged over this many consecutive windows before thresholding.
@@ -63,6 +70,7 @@ impl Default for TrainingConfig {
                 ("load".to_string(), 0.5),
                 ("bytes_per_second".to_string(), 1_048_576.0),
             ]),
+            min_metric_error: 0.05,
             recency_decay: 0.7,
             smoothing: 5,
             calibration: Calibration::default(),
@@ -86,6 +94,13 @@ pub enum AnyDetector {
 }
 
 impl AnyDetector {
+    fn profile_mut(&mut self) -> &mut crate::scoring::ErrorProfile {
+        match self {
+            Self::Autoencoder(d) => d.profile_mut(),
+            Self::Pca(d) => d.profile_mut(),
+        }
+    }
+
     fn score_batch(&self, windows: &[f32], scores: &mut [f32]) -> Result<()> {
         match self {
             Self::Autoencoder(d) => d.score_batch(windows, scores),
@@ -145,6 +160,12 @@ impl Model {
                 "validation_fraction must be between 0.05 and 0.5".into(),
             ));
         }
+        if !(config.min_metric_error.is_finite() && config.min_metric_error >= 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "min_metric_error must be a finite error >= 0, got {}",
+                config.min_metric_error
+            )));
+        }
         if !(config.min_threshold.is_finite() && config.min_threshold >= 0.0) {
             return Err(Error::InvalidInput(format!(
                 "min_threshold must be a finite score >= 0, got {}",
@@ -184,7 +205,7 @@ impl Model {
             validation_loss = p.validation_loss;
             progress(p);
         };
-        let detector = match kind {
+        let mut detector = match kind {
             DetectorKind::Autoencoder => AnyDetector::Autoencoder(AutoencoderDetector::fit(
                 shape,
                 &fit_windows,
@@ -203,6 +224,18 @@ impl Model {
             )?),
         };
 
+        let error_floors: Vec<f32> = schema
+            .metrics()
+            .iter()
+            .map(|m| {
+                if config.min_spread.contains_key(&m.unit) {
+                    config.min_metric_error
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        detector.profile_mut().raise_metric_floors(&error_floors);
         let mut held_out_scores = vec![0.0f32; held_out_windows.len() / shape.width()];
         detector.score_batch(&held_out_windows, &mut held_out_scores)?;
         let mut smoother = ScoreSmoother::new(config.smoothing);

@@ -60,6 +60,10 @@ impl Detector for PcaDetector {
         &self.profile
     }
 
+    fn profile_mut(&mut self) -> &mut ErrorProfile {
+        &mut self.profile
+    }
+
     fn fit(
         shape: WindowShape,
         train: &[f32],

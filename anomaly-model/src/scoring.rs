@@ -30,6 +30,15 @@ pub struct ErrorProfile {
 const MIN_DIM_SCALE: f32 = 1e-4;
 
 impl ErrorProfile {
+    /// Raises each metric's typical error to at least its entry in `floors` (one per metric, in
+    /// squared scaled units), so a metric that barely moved in training cannot turn a small
+    /// blip into an enormous score.
+    pub fn raise_metric_floors(&mut self, floors: &[f32]) {
+        for (scale, &floor) in self.dim_scale.iter_mut().zip(floors) {
+            *scale = scale.max(floor);
+        }
+    }
+
     /// Fits the per-metric scales from `inputs` and their `reconstructions` (flattened windows of
     /// `window` rows by `dims` metrics).
     pub fn fit(
@@ -216,6 +225,13 @@ mod tests {
     fn a_metric_constant_in_training_gets_the_minimum_scale() {
         let p = ErrorProfile::fit(1, 1, 1.0, &[0.5, 0.5], &[0.5, 0.5]).unwrap();
         assert_eq!(p.dim_scale, vec![MIN_DIM_SCALE]);
+    }
+
+    #[test]
+    fn metric_floors_raise_only_the_metrics_below_them() {
+        let mut p = ErrorProfile::fit(1, 2, 1.0, &[0.0, 0.0], &[0.1, 0.5]).unwrap();
+        p.raise_metric_floors(&[0.05, 0.05]);
+        assert_eq!(p.dim_scale, vec![0.05, 0.25]);
     }
 
     #[test]

@@ -41,7 +41,7 @@ struct HostState {
     /// The event being reported: opened, not yet closed.
     open: Option<Anomaly>,
     /// Windows still to score before the tracker sees this host's scores again: those whose
-    /// window or smoothing still holds a disturbed sample (see [`LiveScorer::on_disturbed_sample`]).
+    /// window or smoothing still holds a disturbed sample (see [`LiveScorer::disturbed_until`]).
     settling: usize,
     /// The smoothed score of the host's latest window (NaN before its first).
     latest_score: f64,
@@ -59,6 +59,8 @@ pub struct LiveScorer {
     hosts: Vec<HostState>,
     scaled: Vec<f32>,
     shares: Vec<f32>,
+    /// Samples stamped at or before this are disturbed (see [`LiveScorer::disturbed_until`]).
+    disturbed_until_ms: i64,
     /// Values replaced because they were NaN or infinite, since start.
     pub non_finite_values: u64,
     /// Values clipped because they were far outside the training range, since start.
@@ -79,6 +81,7 @@ impl LiveScorer {
             hosts: Vec::new(),
             scaled: vec![0.0; shape.dims],
             shares: vec![0.0; shape.dims],
+            disturbed_until_ms: i64::MIN,
             non_finite_values: 0,
             clipped_values: 0,
         })
@@ -114,23 +117,13 @@ impl LiveScorer {
         self.hosts.iter().filter(|h| h.open.is_some()).count()
     }
 
-    /// Handles one sample; what it led to is appended to `out`. A sample of the wrong width is an
-    /// error and changes nothing.
-    pub fn on_sample(&mut self, sample: &Sample, out: &mut Vec<Detection>) -> anyhow::Result<()> {
-        self.handle(sample, false, out)
-    }
-
-    /// Handles a sample taken while the detector itself disturbed the hosts: the samples that
-    /// waited while a model trained. Training burns CPU for seconds, and when the detector runs
-    /// on a host it watches (the demo, a single machine) those samples show its own burst. They
-    /// are scored and reported, but no window or smoothed score that holds one of them opens an
-    /// event, so a detector never alarms on itself.
-    pub fn on_disturbed_sample(
-        &mut self,
-        sample: &Sample,
-        out: &mut Vec<Detection>,
-    ) -> anyhow::Result<()> {
-        self.handle(sample, true, out)
+    /// Marks every sample stamped at or before `until_ms` as disturbed by the detector itself:
+    /// training burns CPU for seconds, and when the detector runs on a host it watches (the demo,
+    /// a single machine) the samples measured meanwhile show its own burst. They are scored and
+    /// reported, but no window or smoothed score that holds one of them opens an event, so a
+    /// detector never alarms on itself.
+    pub fn disturbed_until(&mut self, until_ms: i64) {
+        self.disturbed_until_ms = until_ms;
     }
 
     /// The index of `host`, made on first use (without cloning the name on every sample).
@@ -152,17 +145,14 @@ impl LiveScorer {
         Ok(id)
     }
 
-    fn handle(
-        &mut self,
-        sample: &Sample,
-        disturbed: bool,
-        out: &mut Vec<Detection>,
-    ) -> anyhow::Result<()> {
+    /// Handles one sample; what it led to is appended to `out`. A sample of the wrong width is an
+    /// error and changes nothing.
+    pub fn on_sample(&mut self, sample: &Sample, out: &mut Vec<Detection>) -> anyhow::Result<()> {
         let flags = self.model.scale_row(&sample.values, &mut self.scaled)?;
         self.non_finite_values += flags.non_finite_count() as u64;
         self.clipped_values += flags.clipped_count() as u64;
         let id = self.host_id(&sample.entity)?;
-        if disturbed {
+        if sample.timestamp_ms <= self.disturbed_until_ms {
             // The windows that hold this sample (this one and the next `window - 1`) stay away
             // from the tracker, and so do the `smoothing - 1` after them that still average it in.
             let settling = self.model.shape().window + self.model.manifest().smoothing.max(1) - 1;
@@ -354,9 +344,10 @@ mod tests {
             row[1] = 97.0;
             row
         };
-        // A burst while the model trained: scored, yet silent.
+        // A burst while the model trained (until 3029 s): scored, yet silent.
+        s.disturbed_until(3_029_000);
         for i in 3000..3030 {
-            s.on_disturbed_sample(&Sample::new("h", i as i64 * 1000, burst(i)), &mut out)
+            s.on_sample(&Sample::new("h", i as i64 * 1000, burst(i)), &mut out)
                 .unwrap();
         }
         let scores: Vec<f64> = out

@@ -1,12 +1,13 @@
 //! The detector's life: collect a baseline, train a model on it without stopping consumption,
 //! then score. Samples that arrive while the model trains are kept and scored once it is ready,
-//! so none is lost; since training's own CPU burst may show in them, they cannot open an event.
+//! so none is lost; since training's own CPU burst may show in them (and in the next sample of
+//! each host), they cannot open an event.
 //! While scoring, it keeps a rolling baseline of the latest samples, leaving out those of hosts
 //! inside an anomaly event, and retrains on it on schedule; the new model replaces the old one
 //! when it is ready (its windows start afresh, so each host skips `window - 1` samples of
 //! scoring).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc;
 
@@ -18,6 +19,9 @@ use anyhow::Context;
 
 use super::pipeline::{Detection, LiveScorer};
 use crate::progress::ProgressReporter;
+
+/// The longest sampling interval the detector assumes when it learns one from the baseline.
+const MAX_INTERVAL_MS: i64 = 60_000;
 
 /// How a detector without a model gets one.
 #[derive(Debug, Clone)]
@@ -62,6 +66,11 @@ pub struct DetectorState {
     since_training: usize,
     /// A retraining in flight.
     retraining: Option<mpsc::Receiver<anyhow::Result<Model>>>,
+    /// Each host's latest sample timestamp during the baseline, to learn the sampling interval.
+    baseline_last_ms: HashMap<String, i64>,
+    /// The longest gap between two consecutive samples of a host seen in the baseline (capped):
+    /// how far back the measurement of a sample may reach.
+    sample_interval_ms: i64,
 }
 
 /// What the state reports besides detections.
@@ -101,6 +110,8 @@ impl DetectorState {
             rolling: VecDeque::new(),
             since_training: 0,
             retraining: None,
+            baseline_last_ms: HashMap::new(),
+            sample_interval_ms: 0,
         }
     }
 
@@ -163,6 +174,12 @@ impl DetectorState {
             }
             Phase::Training { pending, .. } => pending.push(sample),
             Phase::Baseline { rows, count } => {
+                let last = self
+                    .baseline_last_ms
+                    .insert(sample.entity.clone(), sample.timestamp_ms);
+                if let Some(gap) = last.map(|l| sample.timestamp_ms - l) {
+                    self.sample_interval_ms = self.sample_interval_ms.max(gap.min(MAX_INTERVAL_MS));
+                }
                 rows.entry(sample.entity)
                     .or_default()
                     .extend(&sample.values);
@@ -198,8 +215,14 @@ impl DetectorState {
             "model trained; detecting"
         );
         let mut scorer = LiveScorer::new(model, self.rule)?;
+        // What was measured while the model trained (the samples that waited, and the next one
+        // of each host, whose measurement interval began during training) may show training's
+        // own CPU burst.
+        let trained_at_ms = chrono::Utc::now().timestamp_millis();
+        scorer.disturbed_until(trained_at_ms + self.sample_interval_ms);
+        self.baseline_last_ms = HashMap::new();
         for sample in &pending {
-            scorer.on_disturbed_sample(sample, out)?;
+            scorer.on_sample(sample, out)?;
         }
         self.phase = Phase::Live(Box::new(scorer));
         Ok(())
