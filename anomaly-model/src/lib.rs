@@ -48,4 +48,4 @@ pub use artifact::{Manifest, TrainingStats};
 pub use detector::{Detector, DetectorKind, TrainingProgress, WindowShape};
 pub use error::{Error, Result};
 pub use evaluate::{EntityReport, evaluate_entity};
-pub use model::{AnyDetector, DEFAULT_MIN_THRESHOLD, Model, TrainingConfig};
+pub use model::{AnyDetector, Model, TrainingConfig};

@@ -74,15 +74,12 @@ impl Default for TrainingConfig {
             recency_decay: 0.7,
             smoothing: 5,
             calibration: Calibration::default(),
-            min_threshold: DEFAULT_MIN_THRESHOLD,
+            min_threshold: 2.0,
             autoencoder: AutoencoderConfig::default(),
             pca: PcaConfig::default(),
         }
     }
 }
-
-/// The default of [`TrainingConfig::min_threshold`].
-pub const DEFAULT_MIN_THRESHOLD: f64 = 2.0;
 
 /// Either detector, chosen at run time.
 #[derive(Debug, Clone)]
@@ -185,11 +182,15 @@ impl Model {
                 config.window
             )));
         }
-        let floors: Vec<f64> = schema
+        // Metrics whose unit has a spread floor get the typical-error floor too.
+        let (floors, error_floors): (Vec<f64>, Vec<f32>) = schema
             .metrics()
             .iter()
-            .map(|m| config.min_spread.get(&m.unit).copied().unwrap_or(0.0))
-            .collect();
+            .map(|m| match config.min_spread.get(&m.unit) {
+                Some(&spread) => (spread, config.min_metric_error),
+                None => (0.0, 0.0),
+            })
+            .unzip();
         let scaler = Scaler::fit_with_floors(train, &config.scaler, &floors)?;
         let mut scaled = vec![0.0f32; train.rows() * dims];
         for (raw, out) in train.iter_rows().zip(scaled.chunks_exact_mut(dims)) {
@@ -224,17 +225,6 @@ impl Model {
             )?),
         };
 
-        let error_floors: Vec<f32> = schema
-            .metrics()
-            .iter()
-            .map(|m| {
-                if config.min_spread.contains_key(&m.unit) {
-                    config.min_metric_error
-                } else {
-                    0.0
-                }
-            })
-            .collect();
         detector.profile_mut().raise_metric_floors(&error_floors);
         let mut held_out_scores = vec![0.0f32; held_out_windows.len() / shape.width()];
         detector.score_batch(&held_out_windows, &mut held_out_scores)?;

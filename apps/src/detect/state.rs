@@ -44,11 +44,18 @@ enum Phase {
     Baseline {
         rows: BTreeMap<String, Vec<f64>>,
         count: usize,
+        /// Each host's latest sample timestamp, to learn the sampling interval.
+        last_ms: HashMap<String, i64>,
+        /// The longest gap between two consecutive samples of a host so far (capped): how far
+        /// back the measurement of a sample may reach.
+        interval_ms: i64,
     },
     /// A model is being trained on another thread; new samples wait in `pending`.
     Training {
         pending: Vec<Sample>,
         done: mpsc::Receiver<anyhow::Result<Model>>,
+        /// The sampling interval learnt in the baseline.
+        interval_ms: i64,
     },
     /// Scoring.
     Live(Box<LiveScorer>),
@@ -66,11 +73,6 @@ pub struct DetectorState {
     since_training: usize,
     /// A retraining in flight.
     retraining: Option<mpsc::Receiver<anyhow::Result<Model>>>,
-    /// Each host's latest sample timestamp during the baseline, to learn the sampling interval.
-    baseline_last_ms: HashMap<String, i64>,
-    /// The longest gap between two consecutive samples of a host seen in the baseline (capped):
-    /// how far back the measurement of a sample may reach.
-    sample_interval_ms: i64,
 }
 
 /// What the state reports besides detections.
@@ -97,6 +99,8 @@ impl DetectorState {
         let phase = Phase::Baseline {
             rows: BTreeMap::new(),
             count: 0,
+            last_ms: HashMap::new(),
+            interval_ms: 0,
         };
         Self::with_phase(phase, schema, rule, plan)
     }
@@ -110,8 +114,6 @@ impl DetectorState {
             rolling: VecDeque::new(),
             since_training: 0,
             retraining: None,
-            baseline_last_ms: HashMap::new(),
-            sample_interval_ms: 0,
         }
     }
 
@@ -173,22 +175,26 @@ impl DetectorState {
                 }
             }
             Phase::Training { pending, .. } => pending.push(sample),
-            Phase::Baseline { rows, count } => {
-                let last = self
-                    .baseline_last_ms
-                    .insert(sample.entity.clone(), sample.timestamp_ms);
+            Phase::Baseline {
+                rows,
+                count,
+                last_ms,
+                interval_ms,
+            } => {
+                let last = last_ms.insert(sample.entity.clone(), sample.timestamp_ms);
                 if let Some(gap) = last.map(|l| sample.timestamp_ms - l) {
-                    self.sample_interval_ms = self.sample_interval_ms.max(gap.min(MAX_INTERVAL_MS));
+                    *interval_ms = (*interval_ms).max(gap.min(MAX_INTERVAL_MS));
                 }
                 rows.entry(sample.entity)
                     .or_default()
                     .extend(&sample.values);
                 *count += 1;
                 if *count >= self.plan.samples {
-                    let rows = std::mem::take(rows);
+                    let (rows, interval_ms) = (std::mem::take(rows), *interval_ms);
                     self.phase = Phase::Training {
                         pending: Vec::new(),
                         done: self.spawn_training(rows),
+                        interval_ms,
                     };
                 }
             }
@@ -199,7 +205,12 @@ impl DetectorState {
     /// Installs a model whose training finished, scoring the samples that waited for it.
     pub fn poll_training(&mut self, out: &mut Vec<Detection>) -> anyhow::Result<()> {
         self.poll_retraining()?;
-        let Phase::Training { done, pending } = &mut self.phase else {
+        let Phase::Training {
+            done,
+            pending,
+            interval_ms,
+        } = &mut self.phase
+        else {
             return Ok(());
         };
         let model = match done.try_recv() {
@@ -208,6 +219,7 @@ impl DetectorState {
             Err(mpsc::TryRecvError::Disconnected) => anyhow::bail!("the training thread died"),
         };
         let pending = std::mem::take(pending);
+        let interval_ms = *interval_ms;
         tracing::info!(
             model_version = %model.manifest().model_version,
             threshold = model.manifest().threshold,
@@ -219,8 +231,7 @@ impl DetectorState {
         // of each host, whose measurement interval began during training) may show training's
         // own CPU burst.
         let trained_at_ms = chrono::Utc::now().timestamp_millis();
-        scorer.disturbed_until(trained_at_ms + self.sample_interval_ms);
-        self.baseline_last_ms = HashMap::new();
+        scorer.disturbed_until(trained_at_ms + interval_ms);
         for sample in &pending {
             scorer.on_sample(sample, out)?;
         }
