@@ -24,6 +24,15 @@ pub struct EventRule {
     pub m: usize,
 }
 
+impl Default for EventRule {
+    /// Two of the last three windows over the threshold open an event; five quiet windows in a
+    /// row close it. The rule `anomaly detect` uses unless told otherwise, and the one
+    /// `anomaly eval` judges events by.
+    fn default() -> Self {
+        Self { k: 2, n: 3, m: 5 }
+    }
+}
+
 impl EventRule {
     /// A validated rule (see [`EventRule::validate`]).
     pub fn new(k: usize, n: usize, m: usize) -> Result<Self> {
@@ -154,6 +163,11 @@ impl EventTracker {
     pub fn flush(&mut self) -> Option<Event> {
         self.recent.clear();
         self.open.take().map(|open| open.event)
+    }
+
+    /// Bytes the tracker holds on the heap (its look-back).
+    pub fn heap_bytes(&self) -> usize {
+        self.recent.capacity() * std::mem::size_of::<RecentWindow>()
     }
 
     /// Slides `window` into the look-back and opens an event when `k` of the last `n` exceed.

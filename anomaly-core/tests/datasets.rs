@@ -89,10 +89,21 @@ fn check_segments_match_labels(entity: &LabelledEntity) {
 }
 
 #[test]
-fn smd_has_three_machines_of_38_named_metrics() {
+fn smd_has_seven_machines_of_38_named_metrics() {
     let entities = load_all(DatasetKind::Smd);
     let names: Vec<&str> = entities.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["machine-1-2", "machine-2-1", "machine-3-2"]);
+    assert_eq!(
+        names,
+        [
+            "machine-1-2",
+            "machine-1-6",
+            "machine-2-1",
+            "machine-2-2",
+            "machine-2-8",
+            "machine-3-2",
+            "machine-3-4"
+        ]
+    );
     for entity in &entities {
         check_consistent(entity, 38);
         check_segments_match_labels(entity);
@@ -110,6 +121,7 @@ fn smd_has_three_machines_of_38_named_metrics() {
         );
         assert_eq!(entity.schema.name(0), Some("cpu_r"));
         assert_eq!(entity.test_timestamps_ms, None);
+        assert_eq!(entity.rows_per_day(), 1440.0);
     }
     let machine_1_2 = &entities[0];
     assert_eq!(
@@ -140,6 +152,7 @@ fn asd_has_twelve_servers_of_19_metrics() {
         };
         assert_eq!(entity.train.rows(), expected_train, "{}", entity.name);
         assert_eq!(entity.schema.name(18), Some("m19"));
+        assert_eq!(entity.rows_per_day(), 288.0);
     }
     // `760-765:4,...` in omi-1 is inclusive: both ends are labelled.
     let omi_1 = entities.iter().find(|e| e.name == "omi-1").expect("omi-1");
@@ -186,6 +199,8 @@ fn nab_loads_every_file_with_timestamps_and_positive_labels() {
     let taxi = load_entity(&root, DatasetKind::Nab, "realKnownCause/nyc_taxi").expect("nyc_taxi");
     assert_eq!((taxi.train.rows(), taxi.test.rows()), (750, 10_320 - 750));
     assert_eq!(taxi.test_labels.iter().filter(|&&l| l).count(), 1_035);
+    // Half-hourly rows: 48 a day.
+    assert_eq!(taxi.rows_per_day(), 48.0);
     // 2014-07-01 00:00:00 UTC is the first row; the probationary period is 750 half-hours.
     assert_eq!(
         taxi.test_timestamps_ms.as_ref().unwrap()[0],

@@ -10,13 +10,18 @@ use anomaly_core::threshold::Calibration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::adaptation::{Adaptation, Aggregation};
 use crate::detector::DetectorKind;
 use crate::error::{Error, Result};
 
 /// Marks a manifest as ours, so a foreign JSON file is refused rather than misread.
 pub const FORMAT_NAME: &str = "anomaly-model";
-/// Bumped whenever the artifact layout changes incompatibly; loading refuses other versions.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever the artifact layout changes; loading refuses versions it does not know.
+/// Version 2 added the aggregation and the adaptation; a version 1 manifest loads as the mean
+/// without adaptation, which is how its threshold was calibrated.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest layout this release still reads.
+const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The manifest's file name inside an artifact directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -47,6 +52,13 @@ pub struct Manifest {
     pub smoothing: usize,
     /// Weight decay per step back in time inside a window's error.
     pub recency_decay: f32,
+    /// How a window's per-metric errors become its score.
+    #[serde(default = "legacy_aggregation")]
+    pub aggregation: Aggregation,
+    /// How each host's typical errors follow its normal behaviour; the threshold was calibrated
+    /// with it.
+    #[serde(default = "Adaptation::none")]
+    pub adaptation: Adaptation,
     /// What training saw and reached.
     pub training: TrainingStats,
 }
@@ -68,6 +80,11 @@ pub struct TrainingStats {
     pub validation_score_mean: f64,
     /// Wall-clock seconds training took.
     pub train_secs: f64,
+}
+
+/// What version 1 manifests, which have no aggregation field, used.
+fn legacy_aggregation() -> Aggregation {
+    Aggregation::Mean
 }
 
 /// Writes `value` as pretty JSON to `path`.
@@ -113,10 +130,12 @@ impl Manifest {
             }
         }
         match value.get("format_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(FORMAT_VERSION) => {}
+            Some(v)
+                if (u64::from(OLDEST_FORMAT_VERSION)..=u64::from(FORMAT_VERSION)).contains(&v) => {}
             other => {
                 return Err(bad(format!(
-                    "format version {other:?} is not supported (this release reads {FORMAT_VERSION})"
+                    "format version {other:?} is not supported (this release reads \
+                     {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
                 )));
             }
         }
@@ -128,6 +147,11 @@ impl Manifest {
         {
             return Err(bad("window, schema and scaler disagree".into()));
         }
+        manifest
+            .aggregation
+            .validate()
+            .and_then(|()| manifest.adaptation.validate())
+            .map_err(|e| bad(e.to_string()))?;
         if !manifest.threshold.is_finite() {
             return Err(bad(format!(
                 "threshold {} is not finite",

@@ -122,29 +122,29 @@ pub trait Detector: Sized {
     /// Reads a detector written by [`Detector::save`]; damaged or foreign files give an error.
     fn load(dir: &Path) -> Result<Self>;
 
-    /// One score per window of `windows` into `scores`.
-    fn score_batch(&self, windows: &[f32], scores: &mut [f32]) -> Result<()> {
+    /// Each window's normalised error per metric (see [`ErrorProfile`]) into `errors`, `dims`
+    /// values per window of `windows`.
+    fn metric_errors(&self, windows: &[f32], errors: &mut [f32]) -> Result<()> {
         let shape = self.shape();
         let width = shape.width();
         if width == 0
             || !windows.len().is_multiple_of(width)
-            || scores.len() * width != windows.len()
+            || errors.len() * shape.window != windows.len()
         {
             return Err(Error::InvalidInput(format!(
-                "{} values are not {} windows of {width}",
+                "{} values are not the windows of {} metric errors of width {width}",
                 windows.len(),
-                scores.len()
+                errors.len()
             )));
         }
         let mut reconstruction = vec![0.0; windows.len()];
         self.reconstruct(windows, &mut reconstruction)?;
-        let mut errors = vec![0.0; shape.dims];
-        for ((x, r), s) in windows
+        for ((x, r), e) in windows
             .chunks_exact(width)
             .zip(reconstruction.chunks_exact(width))
-            .zip(scores)
+            .zip(errors.chunks_exact_mut(shape.dims))
         {
-            *s = self.profile().normalised_errors(x, r, &mut errors);
+            self.profile().normalised_errors(x, r, e);
         }
         Ok(())
     }

@@ -32,20 +32,24 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod adaptation;
 pub mod artifact;
 pub mod autoencoder;
 pub mod dense;
 pub mod detector;
 pub mod error;
 pub mod evaluate;
+pub mod host;
 mod linalg;
 pub mod model;
 pub mod pca;
 mod rng;
 pub mod scoring;
 
+pub use adaptation::{Adaptation, Aggregation};
 pub use artifact::{Manifest, TrainingStats};
 pub use detector::{Detector, DetectorKind, TrainingProgress, WindowShape};
 pub use error::{Error, Result};
 pub use evaluate::{EntityReport, evaluate_entity};
+pub use host::{HostDetector, Observation};
 pub use model::{AnyDetector, Model, TrainingConfig};

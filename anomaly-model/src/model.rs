@@ -11,10 +11,12 @@ use anomaly_core::scaling::{Scaler, ScalerConfig, ValueFlags};
 use anomaly_core::threshold::Calibration;
 use serde::{Deserialize, Serialize};
 
+use crate::adaptation::{Adaptation, Aggregation};
 use crate::artifact::{FORMAT_NAME, FORMAT_VERSION, Manifest, TrainingStats};
 use crate::autoencoder::{AutoencoderConfig, AutoencoderDetector};
 use crate::detector::{Detector, DetectorKind, TrainingProgress, WindowShape};
 use crate::error::{Error, Result};
+use crate::host::HostDetector;
 use crate::pca::{PcaConfig, PcaDetector};
 use crate::scoring::ScoreSmoother;
 
@@ -45,6 +47,10 @@ pub struct TrainingConfig {
     pub recency_decay: f32,
     /// Scores are averaged over this many consecutive windows before thresholding.
     pub smoothing: usize,
+    /// How a window's per-metric errors become its score.
+    pub aggregation: Aggregation,
+    /// How each host's typical errors follow its normal behaviour (see [`crate::adaptation`]).
+    pub adaptation: Adaptation,
     /// How the threshold is calibrated from held-out training scores.
     pub calibration: Calibration,
     /// The lowest threshold calibration may give. Scores are in multiples of the model's mean
@@ -73,6 +79,8 @@ impl Default for TrainingConfig {
             min_metric_error: 0.05,
             recency_decay: 0.7,
             smoothing: 5,
+            aggregation: Aggregation::Mean,
+            adaptation: Adaptation::default(),
             calibration: Calibration::default(),
             min_threshold: 2.0,
             autoencoder: AutoencoderConfig::default(),
@@ -98,10 +106,10 @@ impl AnyDetector {
         }
     }
 
-    fn score_batch(&self, windows: &[f32], scores: &mut [f32]) -> Result<()> {
+    fn metric_errors(&self, windows: &[f32], errors: &mut [f32]) -> Result<()> {
         match self {
-            Self::Autoencoder(d) => d.score_batch(windows, scores),
-            Self::Pca(d) => d.score_batch(windows, scores),
+            Self::Autoencoder(d) => d.metric_errors(windows, errors),
+            Self::Pca(d) => d.metric_errors(windows, errors),
         }
     }
 
@@ -169,6 +177,8 @@ impl Model {
                 config.min_threshold
             )));
         }
+        config.aggregation.validate()?;
+        config.adaptation.validate()?;
         let shape = WindowShape {
             window: config.window,
             dims,
@@ -226,43 +236,62 @@ impl Model {
         };
 
         detector.profile_mut().raise_metric_floors(&error_floors);
-        let mut held_out_scores = vec![0.0f32; held_out_windows.len() / shape.width()];
-        detector.score_batch(&held_out_windows, &mut held_out_scores)?;
-        let mut smoother = ScoreSmoother::new(config.smoothing);
-        let smoothed: Vec<f64> = held_out_scores
-            .iter()
-            .map(|&s| f64::from(smoother.push(s)))
-            .collect();
-        let (calibration, calibrated) = calibrate(&config.calibration, &smoothed)?;
-        let threshold = calibrated.max(config.min_threshold);
+        let mut held_out_errors = vec![0.0f32; held_out_windows.len() / config.window];
+        detector.metric_errors(&held_out_windows, &mut held_out_errors)?;
         let created_at_ms = now_ms();
-        let manifest = Manifest {
-            format: FORMAT_NAME.to_string(),
-            format_version: FORMAT_VERSION,
-            model_version: format!(
-                "{kind}-{created_at_ms}-{:08x}",
-                fingerprint(threshold, &held_out_scores)
-            ),
-            created_at_ms,
-            schema: schema.clone(),
-            window: config.window,
-            detector: kind,
-            scaler,
-            calibration,
-            threshold,
-            smoothing: config.smoothing.max(1),
-            recency_decay: config.recency_decay,
-            training: TrainingStats {
-                rows: train.rows(),
-                fit_windows: fit_windows.len() / shape.width(),
-                validation_windows: held_out_scores.len(),
-                epochs,
-                validation_loss,
-                validation_score_mean: smoothed.iter().sum::<f64>() / smoothed.len().max(1) as f64,
-                train_secs: started.elapsed().as_secs_f64(),
+        let mut model = Self {
+            manifest: Manifest {
+                format: FORMAT_NAME.to_string(),
+                format_version: FORMAT_VERSION,
+                model_version: String::new(),
+                created_at_ms,
+                schema: schema.clone(),
+                window: config.window,
+                detector: kind,
+                scaler,
+                calibration: config.calibration.clone(),
+                threshold: f64::INFINITY,
+                smoothing: config.smoothing.max(1),
+                recency_decay: config.recency_decay,
+                aggregation: config.aggregation,
+                adaptation: config.adaptation,
+                training: TrainingStats {
+                    rows: train.rows(),
+                    fit_windows: fit_windows.len() / shape.width(),
+                    validation_windows: held_out_errors.len() / dims,
+                    epochs,
+                    validation_loss,
+                    validation_score_mean: f64::NAN,
+                    train_secs: 0.0,
+                },
             },
+            detector,
         };
-        Ok(Self { manifest, detector })
+        // The threshold is calibrated on the held-out scores exactly as a host would compute
+        // them live, adaptation included (nothing is over an infinite threshold, so every
+        // held-out window is learnt from).
+        let mut host = HostDetector::new(&model, anomaly_core::alerting::EventRule::default())?;
+        let held_out_scores: Vec<f64> = held_out_errors
+            .chunks_exact(dims)
+            .enumerate()
+            .map(|(i, errors)| {
+                host.observe_against(&model, errors, i as i64, f64::INFINITY)
+                    .score
+            })
+            .collect();
+        let (calibration, calibrated) = calibrate(&config.calibration, &held_out_scores)?;
+        let threshold = calibrated.max(config.min_threshold);
+        let manifest = &mut model.manifest;
+        manifest.calibration = calibration;
+        manifest.threshold = threshold;
+        manifest.model_version = format!(
+            "{kind}-{created_at_ms}-{:08x}",
+            fingerprint(threshold, &held_out_scores)
+        );
+        manifest.training.validation_score_mean =
+            held_out_scores.iter().sum::<f64>() / held_out_scores.len().max(1) as f64;
+        manifest.training.train_secs = started.elapsed().as_secs_f64();
+        Ok(model)
     }
 
     /// Writes the artifact into `dir` (created if missing).
@@ -328,18 +357,40 @@ impl Model {
         Ok(self.manifest.scaler.transform_into(raw, out)?)
     }
 
-    /// Raw (unsmoothed) scores of flattened, scaled windows.
-    pub fn score_windows(&self, windows: &[f32], scores: &mut [f32]) -> Result<()> {
-        self.detector.score_batch(windows, scores)
+    /// Each window's normalised error per metric (`dims` values per window of `windows`): the
+    /// input of a [`HostDetector`], which scores them against the host's own typical errors.
+    pub fn metric_errors(&self, windows: &[f32], errors: &mut [f32]) -> Result<()> {
+        self.detector.metric_errors(windows, errors)
     }
 
-    /// Each metric's share of the error of one scaled window.
+    /// Raw (unsmoothed, unadapted) scores of flattened, scaled windows: the aggregation of their
+    /// metric errors as a host that has learnt nothing yet would score them.
+    pub fn score_windows(&self, windows: &[f32], scores: &mut [f32]) -> Result<()> {
+        let dims = self.shape().dims;
+        let mut errors = vec![0.0f32; scores.len() * dims];
+        if errors.len() * self.shape().window != windows.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} values are not {} windows of {}",
+                windows.len(),
+                scores.len(),
+                self.shape().width()
+            )));
+        }
+        self.detector.metric_errors(windows, &mut errors)?;
+        for (score, window_errors) in scores.iter_mut().zip(errors.chunks_exact_mut(dims)) {
+            *score = self.manifest.aggregation.apply(window_errors);
+        }
+        Ok(())
+    }
+
+    /// Each metric's share of the error of one scaled window, as a host that has learnt nothing
+    /// yet would blame them (see [`HostDetector::contributions`] for a host's own view).
     pub fn contributions(&self, window: &[f32], shares: &mut [f32]) -> Result<()> {
         self.detector.contributions(window, shares)
     }
 
     /// A fresh smoother with this model's smoothing length, one per entity.
-    pub fn smoother(&self) -> ScoreSmoother {
+    pub(crate) fn smoother(&self) -> ScoreSmoother {
         ScoreSmoother::new(self.manifest.smoothing)
     }
 }
@@ -363,14 +414,14 @@ fn calibrate(wanted: &Calibration, scores: &[f64]) -> Result<(Calibration, f64)>
 
 /// A short fingerprint of what training produced, so that two models trained in the same
 /// millisecond (a retraining right after a restart) still get different versions.
-fn fingerprint(threshold: f64, scores: &[f32]) -> u32 {
+fn fingerprint(threshold: f64, scores: &[f64]) -> u32 {
     // FNV-1a over the threshold and the held-out scores: cheap, stable across platforms.
     let mut hash: u32 = 0x811c_9dc5;
-    let bytes = threshold
-        .to_bits()
-        .to_le_bytes()
-        .into_iter()
-        .chain(scores.iter().flat_map(|s| s.to_bits().to_le_bytes()));
+    let bytes = threshold.to_bits().to_le_bytes().into_iter().chain(
+        scores
+            .iter()
+            .flat_map(|s| (*s as f32).to_bits().to_le_bytes()),
+    );
     for byte in bytes {
         hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
     }

@@ -6,7 +6,9 @@
 //! 2. the weighted error of each metric is divided by that metric's typical error on held-out
 //!    training windows, so a metric the model reconstructs poorly even when all is well does not
 //!    drown the others;
-//! 3. the score is the mean of these normalised errors: about 1 on normal data.
+//! 3. these normalised errors (about 1 each on normal data) become one score by an
+//!    [`Aggregation`](crate::adaptation::Aggregation), after each host's own typical errors have
+//!    divided them (see [`crate::adaptation`] and [`crate::host`]).
 //!
 //! A metric's contribution is its share of the sum of normalised errors.
 
@@ -119,20 +121,12 @@ impl ErrorProfile {
         }
     }
 
-    /// Normalised error of each metric into `errors` (length `dims`); returns the score, their mean.
-    pub fn normalised_errors(
-        &self,
-        input: &[f32],
-        reconstruction: &[f32],
-        errors: &mut [f32],
-    ) -> f32 {
+    /// Normalised error of each metric into `errors` (length `dims`).
+    pub fn normalised_errors(&self, input: &[f32], reconstruction: &[f32], errors: &mut [f32]) {
         self.weighted_errors(input, reconstruction, errors);
-        let mut sum = 0.0;
         for (e, s) in errors.iter_mut().zip(&self.dim_scale) {
             *e /= s;
-            sum += *e;
         }
-        sum / self.dims as f32
     }
 
     /// Each metric's share of the window's error (sums to 1 unless every error is zero).
@@ -164,6 +158,11 @@ pub struct ScoreSmoother {
 }
 
 impl ScoreSmoother {
+    /// Bytes it holds on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.recent.capacity() * std::mem::size_of::<f32>()
+    }
+
     /// A smoother over the last `len` scores (`len` 1 passes scores through).
     pub fn new(len: usize) -> Self {
         Self {
@@ -210,12 +209,11 @@ mod tests {
         let p = ErrorProfile::fit(2, 2, 1.0, &inputs, &recon).unwrap();
         assert!((p.dim_scale[0] - 0.01).abs() < 1e-6);
         assert!((p.dim_scale[1] - 0.04).abs() < 1e-6);
-        // A window erring by 0.3 on metric 0 only: normalised errors [9, 0], score 4.5.
+        // A window erring by 0.3 on metric 0 only: normalised errors [9, 0].
         let mut e = [0.0; 2];
-        let score = p.normalised_errors(&[0.3, 0.0, 0.3, 0.0], &[0.0; 4], &mut e);
+        p.normalised_errors(&[0.3, 0.0, 0.3, 0.0], &[0.0; 4], &mut e);
         assert!((e[0] - 9.0).abs() < 1e-4, "{e:?}");
         assert_eq!(e[1], 0.0);
-        assert!((score - 4.5).abs() < 1e-4);
         let mut shares = [0.0; 2];
         p.contributions(&[0.3, 0.0, 0.3, 0.0], &[0.0; 4], &mut shares);
         assert_eq!(shares, [1.0, 0.0]);

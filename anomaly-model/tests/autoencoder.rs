@@ -4,7 +4,7 @@
 mod common;
 
 use anomaly_model::autoencoder::AutoencoderNet;
-use anomaly_model::{AnyDetector, DetectorKind, Model, TrainingConfig};
+use anomaly_model::{Adaptation, Aggregation, AnyDetector, DetectorKind, Model, TrainingConfig};
 use burn::prelude::{Device, Tensor, TensorData};
 
 fn small_config() -> TrainingConfig {
@@ -119,12 +119,29 @@ fn artifacts_round_trip_and_damaged_ones_are_refused() {
     assert!(err.contains("weights"), "{err}");
     std::fs::write(&weights, &bytes).unwrap();
 
-    // A manifest of another format version is refused with a clear message.
+    // A version 1 manifest (before aggregation and adaptation existed) loads as it was
+    // calibrated: the mean over metrics, no adaptation.
     let manifest_path = dir.join(anomaly_model::artifact::MANIFEST_FILE);
     let text = std::fs::read_to_string(&manifest_path).unwrap();
+    let mut v1: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let fields = v1.as_object_mut().unwrap();
+    fields.remove("aggregation");
+    fields.remove("adaptation");
+    fields.insert("format_version".into(), 1.into());
+    std::fs::write(&manifest_path, v1.to_string()).unwrap();
+    let legacy = Model::load(&dir).unwrap();
+    assert_eq!(legacy.manifest().aggregation, Aggregation::Mean);
+    assert_eq!(legacy.manifest().adaptation, Adaptation::none());
+
+    // A manifest of another format version is refused with a clear message.
+    let current = format!(
+        "\"format_version\": {}",
+        anomaly_model::artifact::FORMAT_VERSION
+    );
+    assert!(text.contains(&current), "{text}");
     std::fs::write(
         &manifest_path,
-        text.replace("\"format_version\": 1", "\"format_version\": 99"),
+        text.replace(&current, "\"format_version\": 99"),
     )
     .unwrap();
     let err = Model::load(&dir).unwrap_err().to_string();

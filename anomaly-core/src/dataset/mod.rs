@@ -4,7 +4,7 @@
 //! server, a NAB file) loads as a [`LabelledEntity`]: a train split, a test split with one label per
 //! row and, for SMD and ASD, the metrics operators named as the cause of each anomalous segment.
 //!
-//! Sizes of the shipped data: SMD has 3 machines of 38 metrics with about 23.7k train and 23.7k test
+//! Sizes of the shipped data: SMD has 7 machines of 38 metrics with about 23.7k train and 23.7k test
 //! rows each; ASD has 12 servers of 19 metrics with 8,640 train (omi-12: 7,291) and 4,320 test rows;
 //! NAB has 24 univariate files of 1.2k to 22.7k rows.
 //!
@@ -68,6 +68,16 @@ pub struct LabelledEntity {
     /// Event time of each test row, milliseconds since the Unix epoch, when the dataset has timestamps
     /// (NAB only; SMD and ASD are plain row sequences).
     pub test_timestamps_ms: Option<Vec<i64>>,
+    /// Time between consecutive rows, milliseconds: one minute for SMD, five for ASD (as their
+    /// papers document), the median step of the timestamps for NAB.
+    pub step_ms: i64,
+}
+
+impl LabelledEntity {
+    /// Rows per day at [`LabelledEntity::step_ms`], to turn counts over rows into daily rates.
+    pub fn rows_per_day(&self) -> f64 {
+        86_400_000.0 / self.step_ms.max(1) as f64
+    }
 }
 
 /// Names of the entities of dataset `kind` under the data root `root`, sorted.
@@ -90,8 +100,8 @@ pub fn load_entity(root: &Path, kind: DatasetKind, name: &str) -> Result<Labelle
         });
     }
     match kind {
-        DatasetKind::Smd => server::load(&dataset_dir, name, RangeEnd::Exclusive),
-        DatasetKind::Asd => server::load(&dataset_dir, name, RangeEnd::Inclusive),
+        DatasetKind::Smd => server::load(&dataset_dir, name, RangeEnd::Exclusive, 60_000),
+        DatasetKind::Asd => server::load(&dataset_dir, name, RangeEnd::Inclusive, 300_000),
         DatasetKind::Nab => nab::load(&dataset_dir, name),
     }
 }

@@ -89,6 +89,13 @@ pub(crate) fn load(nab_dir: &Path, name: &str) -> Result<LabelledEntity> {
         .map(|&t| windows.iter().any(|w| w.start_ms <= t && t <= w.end_ms))
         .collect();
 
+    let mut steps: Vec<i64> = test_timestamps
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .collect();
+    steps.sort_unstable();
+    let step_ms = steps.get(steps.len() / 2).copied().unwrap_or(1).max(1);
+
     Ok(LabelledEntity {
         name: name.to_string(),
         schema: MetricSchema::new(vec![Metric::new("value", "raw")]),
@@ -97,6 +104,7 @@ pub(crate) fn load(nab_dir: &Path, name: &str) -> Result<LabelledEntity> {
         test_labels,
         interpretation: Vec::new(),
         test_timestamps_ms: Some(test_timestamps),
+        step_ms,
     })
 }
 

@@ -41,7 +41,12 @@ pub(crate) fn list(dataset_dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Loads entity `name`, checking that the files agree with each other.
-pub(crate) fn load(dataset_dir: &Path, name: &str, range_end: RangeEnd) -> Result<LabelledEntity> {
+pub(crate) fn load(
+    dataset_dir: &Path,
+    name: &str,
+    range_end: RangeEnd,
+    step_ms: i64,
+) -> Result<LabelledEntity> {
     let train_path = required_file(dataset_dir, "train", name)?;
     let train = parse_matrix(&train_path, &read_text(&train_path)?)?;
     let test_path = required_file(dataset_dir, "test", name)?;
@@ -82,6 +87,7 @@ pub(crate) fn load(dataset_dir: &Path, name: &str, range_end: RangeEnd) -> Resul
         test_labels,
         interpretation,
         test_timestamps_ms: None,
+        step_ms,
     })
 }
 

@@ -68,13 +68,13 @@ pub struct DetectArgs {
     #[arg(long, env = "ANOMALY_TRAINING_CONFIG")]
     pub config: Option<PathBuf>,
     /// An event opens when this many of the last `--event-windows` windows exceed the threshold.
-    #[arg(long, env = "ANOMALY_EVENT_OVER", default_value = "2")]
+    #[arg(long, env = "ANOMALY_EVENT_OVER", default_value_t = EventRule::default().k)]
     pub event_over: usize,
     /// The windows looked at for opening an event.
-    #[arg(long, env = "ANOMALY_EVENT_WINDOWS", default_value = "3")]
+    #[arg(long, env = "ANOMALY_EVENT_WINDOWS", default_value_t = EventRule::default().n)]
     pub event_windows: usize,
     /// An event closes after this many consecutive quiet windows.
-    #[arg(long, env = "ANOMALY_EVENT_QUIET", default_value = "5")]
+    #[arg(long, env = "ANOMALY_EVENT_QUIET", default_value_t = EventRule::default().m)]
     pub event_quiet: usize,
     /// Address serving /metrics (Prometheus text format) and /health.
     #[arg(long, env = "ANOMALY_DETECT_LISTEN", default_value = "127.0.0.1:9102")]

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anomaly_core::alerting::EventRule;
 use anomaly_core::dataset::{self, DatasetKind};
 use anomaly_model::{DetectorKind, EntityReport, evaluate_entity};
 use anyhow::Context;
@@ -30,6 +31,16 @@ pub struct EvalArgs {
     /// defaults). The same settings apply to every entity.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// An event opens when this many of the last `--event-windows` windows exceed the threshold
+    /// (the detector's default rule).
+    #[arg(long, default_value_t = EventRule::default().k)]
+    pub event_over: usize,
+    /// The windows looked at for opening an event.
+    #[arg(long, default_value_t = EventRule::default().n)]
+    pub event_windows: usize,
+    /// An event closes after this many consecutive quiet windows.
+    #[arg(long, default_value_t = EventRule::default().m)]
+    pub event_quiet: usize,
 }
 
 /// The JSON document `--json` writes.
@@ -55,12 +66,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     let config = super::training_config(args.config.as_deref())?;
+    let rule = EventRule::new(args.event_over, args.event_windows, args.event_quiet)?;
     let mut reports = Vec::new();
     println!("{}", header());
     for name in &entities {
         let entity = dataset::load_entity(&args.data_dir, args.dataset, name)
             .with_context(|| format!("cannot load {} entity {name}", args.dataset))?;
-        let report = evaluate_entity(&entity, args.detector, &config, &mut |p| {
+        let report = evaluate_entity(&entity, args.detector, &config, rule, &mut |p| {
             tracing::debug!(entity = %name, epoch = p.epoch, train_loss = p.train_loss, validation_loss = p.validation_loss, "epoch");
         })
         .with_context(|| format!("evaluation of {name} failed"))?;
@@ -84,7 +96,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
 
 fn header() -> String {
     format!(
-        "{:<28} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>8} {:>10}",
+        "{:<28} {:>6} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>7} {:>6} {:>7} {:>6} {:>6} {:>8} {:>10}",
         "entity",
         "f1",
         "prec",
@@ -94,7 +106,10 @@ fn header() -> String {
         "auprc",
         "pa_f1",
         "hit@150",
+        "events",
+        "false/d",
         "ev_rec",
+        "delay",
         "train_s",
         "windows/s"
     )
@@ -102,7 +117,7 @@ fn header() -> String {
 
 fn row(r: &EntityReport) -> String {
     format!(
-        "{:<28} {:>6.3} {:>6.3} {:>6.3} {:>7.3} {:>6.3} {:>6.3} {:>6.3} {:>7.3} {:>7.3} {:>8.1} {:>10.0}",
+        "{:<28} {:>6.3} {:>6.3} {:>6.3} {:>7.3} {:>6.3} {:>6.3} {:>6.3} {:>7.3} {:>6.0} {:>7.2} {:>6.3} {:>6.1} {:>8.1} {:>10.0}",
         r.name,
         r.f1,
         r.precision,
@@ -112,7 +127,10 @@ fn row(r: &EntityReport) -> String {
         r.auprc,
         r.pa_f1,
         r.hitrate150,
+        r.events,
+        r.false_events_per_day,
         r.event_recall,
+        r.detection_delay_rows,
         r.train_secs,
         r.windows_per_sec
     )
@@ -137,7 +155,10 @@ fn mean_report(reports: &[EntityReport]) -> EntityReport {
         auroc: mean(|r| r.auroc),
         auprc: mean(|r| r.auprc),
         pa_f1: mean(|r| r.pa_f1),
+        events: mean(|r| r.events),
+        false_events_per_day: mean(|r| r.false_events_per_day),
         event_recall: mean(|r| r.event_recall),
+        detection_delay_rows: mean(|r| r.detection_delay_rows),
         hitrate150: mean(|r| r.hitrate150),
         hitrate100: mean(|r| r.hitrate100),
         hitrate150_all_rows: mean(|r| r.hitrate150_all_rows),

@@ -6,11 +6,10 @@
 
 use std::collections::HashMap;
 
-use anomaly_core::alerting::{EventChange, EventRule, EventTracker};
+use anomaly_core::alerting::{EventChange, EventRule};
 use anomaly_core::anomaly::top_contributions;
 use anomaly_core::{Anomaly, Sample, Severity};
-use anomaly_model::Model;
-use anomaly_model::scoring::ScoreSmoother;
+use anomaly_model::{HostDetector, Model};
 use anomaly_stream::window::{CountWindowSpec, RowWindows};
 use anyhow::Context;
 
@@ -33,11 +32,10 @@ pub enum Detection {
     Event(Anomaly),
 }
 
-/// Per-host state beside the window: score smoothing and the event tracker.
+/// Per-host state beside the window: the host's scoring and event state, and the event reported.
 struct HostState {
     name: String,
-    smoother: ScoreSmoother,
-    tracker: EventTracker,
+    detector: HostDetector,
     /// The event being reported: opened, not yet closed.
     open: Option<Anomaly>,
     /// Windows still to score before the tracker sees this host's scores again: those whose
@@ -58,6 +56,8 @@ pub struct LiveScorer {
     /// Per-host state, by index; hosts are never forgotten while the scorer lives.
     hosts: Vec<HostState>,
     scaled: Vec<f32>,
+    /// The window's per-metric errors.
+    errors: Vec<f32>,
     shares: Vec<f32>,
     /// Samples stamped at or before this are disturbed (see [`LiveScorer::disturbed_until`]).
     disturbed_until_ms: i64,
@@ -80,6 +80,7 @@ impl LiveScorer {
             windows,
             hosts: Vec::new(),
             scaled: vec![0.0; shape.dims],
+            errors: vec![0.0; shape.dims],
             shares: vec![0.0; shape.dims],
             disturbed_until_ms: i64::MIN,
             non_finite_values: 0,
@@ -134,9 +135,7 @@ impl LiveScorer {
         let id = u32::try_from(self.hosts.len()).context("more than 2^32 hosts")?;
         self.hosts.push(HostState {
             name: host.to_string(),
-            smoother: self.model.smoother(),
-            tracker: EventTracker::new(self.rule)
-                .expect("the rule was validated when the scorer was built"),
+            detector: HostDetector::new(&self.model, self.rule)?,
             open: None,
             settling: 0,
             latest_score: f64::NAN,
@@ -165,29 +164,32 @@ impl LiveScorer {
             return Ok(());
         };
         let (start_ms, end_ms) = (window.start_timestamp_ms, window.end_timestamp_ms);
-        let mut raw = [0.0f32];
-        self.model.score_windows(window.values, &mut raw)?;
+        self.model.metric_errors(window.values, &mut self.errors)?;
         let threshold = self.model.manifest().threshold;
         let host = &mut self.hosts[id as usize];
-        let score = f64::from(host.smoother.push(raw[0]));
+        if host.settling > 0 {
+            host.settling -= 1;
+            let score = host.detector.observe_disturbed(&self.model, &self.errors);
+            host.latest_score = score;
+            out.push(Detection::Scored {
+                window_end_ms: end_ms,
+                score,
+            });
+            return Ok(());
+        }
+        // The tracker sees window starts, so an event's start is the start of its first window.
+        let seen = host.detector.observe(&self.model, &self.errors, start_ms);
+        let (score, over, change) = (seen.score, seen.over, seen.change);
         host.latest_score = score;
         out.push(Detection::Scored {
             window_end_ms: end_ms,
             score,
         });
-        if host.settling > 0 {
-            host.settling -= 1;
-            return Ok(());
-        }
-
-        // The tracker sees window starts, so an event's start is the start of its first window.
-        let change = host.tracker.observe(start_ms, score, threshold);
-        let over = anomaly_core::threshold::exceeds(score, threshold);
+        // An exceeding window teaches the host nothing (but in an event long enough to be
+        // relearnt), so its attribution after the observation is the one its score used.
         let peak_so_far = host.open.as_ref().map_or(f64::NEG_INFINITY, |a| a.score);
-        if matches!(change, Some(EventChange::Opened { .. }))
-            || (over && host.open.is_some() && score > peak_so_far)
-        {
-            self.model.contributions(window.values, &mut self.shares)?;
+        if matches!(change, Some(EventChange::Opened { .. })) || (over && score > peak_so_far) {
+            host.detector.contributions(&self.errors, &mut self.shares);
         }
         match change {
             Some(EventChange::Opened {

@@ -2,8 +2,8 @@
 //!
 //! Point-wise metrics ([`point_wise`], [`best_f1`], [`auroc`], [`auprc`]) are the honest ones.
 //! [`point_adjusted_f1`] exists only to compare with papers that report it; it inflates results.
-//! [`event_recall`] counts detected anomalous segments, and [`hit_rate`] scores root-cause
-//! attribution.
+//! [`event_score`] judges the events a detector opened as an operator would (false events per
+//! day, detected segments, delay), and [`hit_rate`] scores root-cause attribution.
 //!
 //! Throughout, a window is predicted anomalous when its score
 //! [`exceeds`](crate::threshold::exceeds) the threshold, and every
@@ -12,6 +12,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+mod events;
+
+pub use events::{EventScore, RowEvent, event_score};
 
 /// Precision, recall and F1 with the confusion counts they come from.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -195,18 +199,6 @@ pub fn point_adjust(labels: &[bool], predicted: &[bool]) -> Result<Vec<bool>> {
 /// **Inflated by construction**: for comparison with papers only, see [`point_adjust`].
 pub fn point_adjusted_f1(labels: &[bool], predicted: &[bool]) -> Result<Prf> {
     point_wise(labels, &point_adjust(labels, predicted)?)
-}
-
-/// The fraction of labelled segments with at least one predicted point (0 when there is no
-/// segment). Errors when the lengths differ.
-pub fn event_recall(labels: &[bool], predicted: &[bool]) -> Result<f64> {
-    check_same_length(labels.len(), predicted.len())?;
-    let all = segments(labels);
-    let detected = all
-        .iter()
-        .filter(|&&(start, end)| predicted[start..=end].contains(&true))
-        .count();
-    Ok(ratio(detected, all.len()))
 }
 
 /// Ground truth for root-cause attribution: the metrics responsible for an anomalous segment.
@@ -452,21 +444,6 @@ mod tests {
 
         assert!(point_adjust(&labels, &predicted[1..]).is_err());
         assert!(point_adjusted_f1(&labels, &predicted[1..]).is_err());
-    }
-
-    #[test]
-    fn event_recall_counts_segments_with_a_detection() {
-        let labels = [F, T, T, T, F, T, T, F, T];
-        assert!(close(
-            event_recall(&labels, &[F, F, T, F, F, F, F, T, F]).unwrap(),
-            1.0 / 3.0
-        ));
-        assert!(close(
-            event_recall(&labels, &[F, T, F, F, F, F, T, F, T]).unwrap(),
-            1.0
-        ));
-        assert_eq!(event_recall(&[F, F], &[T, T]).unwrap(), 0.0);
-        assert!(event_recall(&labels, &[F]).is_err());
     }
 
     fn segment(start: usize, end: usize, dims: &[usize]) -> InterpretationSegment {
