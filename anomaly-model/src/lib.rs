@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod adaptation;
+pub mod any_detector;
 pub mod artifact;
 pub mod autoencoder;
 pub mod dense;
@@ -47,9 +48,10 @@ mod rng;
 pub mod scoring;
 
 pub use adaptation::{Adaptation, Aggregation};
+pub use any_detector::AnyDetector;
 pub use artifact::{Manifest, TrainingStats};
 pub use detector::{Detector, DetectorKind, TrainingProgress, WindowShape};
 pub use error::{Error, Result};
 pub use evaluate::{EntityReport, evaluate_entity};
 pub use host::{HostDetector, Observation};
-pub use model::{AnyDetector, Model, TrainingConfig};
+pub use model::{Model, TrainingConfig};

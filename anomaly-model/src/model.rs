@@ -12,12 +12,13 @@ use anomaly_core::threshold::Calibration;
 use serde::{Deserialize, Serialize};
 
 use crate::adaptation::{Adaptation, Aggregation};
+use crate::any_detector::AnyDetector;
 use crate::artifact::{FORMAT_NAME, FORMAT_VERSION, Manifest, TrainingStats};
-use crate::autoencoder::{AutoencoderConfig, AutoencoderDetector};
-use crate::detector::{Detector, DetectorKind, TrainingProgress, WindowShape};
+use crate::autoencoder::AutoencoderConfig;
+use crate::detector::{DetectorKind, TrainingProgress, WindowShape};
 use crate::error::{Error, Result};
 use crate::host::HostDetector;
-use crate::pca::{PcaConfig, PcaDetector};
+use crate::pca::PcaConfig;
 use crate::scoring::ScoreSmoother;
 
 /// Every setting of a training run. The defaults are the settings all reported results use; they
@@ -89,35 +90,22 @@ impl Default for TrainingConfig {
     }
 }
 
-/// Either detector, chosen at run time.
-#[derive(Debug, Clone)]
-pub enum AnyDetector {
-    /// The Burn autoencoder.
-    Autoencoder(AutoencoderDetector),
-    /// The PCA baseline.
-    Pca(PcaDetector),
-}
-
-impl AnyDetector {
-    fn profile_mut(&mut self) -> &mut crate::scoring::ErrorProfile {
-        match self {
-            Self::Autoencoder(d) => d.profile_mut(),
-            Self::Pca(d) => d.profile_mut(),
-        }
+impl TrainingConfig {
+    /// The fewest training rows [`Model::train`] accepts with these settings: two windows to fit
+    /// on and two held out.
+    pub fn min_training_rows(&self) -> usize {
+        let windows = 2 * self.window.max(1);
+        (2 * windows..)
+            .find(|&rows| {
+                let held_out = self.held_out_rows(rows);
+                held_out >= windows && rows - held_out >= windows
+            })
+            .expect("a validation fraction in [0.05, 0.5] leaves both parts room")
     }
 
-    fn metric_errors(&self, windows: &[f32], errors: &mut [f32]) -> Result<()> {
-        match self {
-            Self::Autoencoder(d) => d.metric_errors(windows, errors),
-            Self::Pca(d) => d.metric_errors(windows, errors),
-        }
-    }
-
-    fn contributions(&self, window: &[f32], shares: &mut [f32]) -> Result<()> {
-        match self {
-            Self::Autoencoder(d) => d.contributions(window, shares),
-            Self::Pca(d) => d.contributions(window, shares),
-        }
+    /// How many of `rows` training rows are held out.
+    fn held_out_rows(&self, rows: usize) -> usize {
+        (rows as f64 * self.validation_fraction.clamp(0.05, 0.5)).round() as usize
     }
 }
 
@@ -183,13 +171,14 @@ impl Model {
             window: config.window,
             dims,
         };
-        let held_out_rows = (train.rows() as f64 * config.validation_fraction).round() as usize;
+        let held_out_rows = config.held_out_rows(train.rows());
         let fit_rows = train.rows() - held_out_rows;
         if config.window == 0 || fit_rows < 2 * config.window || held_out_rows < 2 * config.window {
             return Err(Error::InvalidInput(format!(
-                "{} training rows are too few for windows of {}",
+                "{} training rows are too few for windows of {} (at least {})",
                 train.rows(),
-                config.window
+                config.window,
+                config.min_training_rows()
             )));
         }
         // Metrics whose unit has a spread floor get the typical-error floor too.
@@ -216,26 +205,15 @@ impl Model {
             validation_loss = p.validation_loss;
             progress(p);
         };
-        let mut detector = match kind {
-            DetectorKind::Autoencoder => AnyDetector::Autoencoder(AutoencoderDetector::fit(
-                shape,
-                &fit_windows,
-                &held_out_windows,
-                &config.autoencoder,
-                config.recency_decay,
-                &mut track,
-            )?),
-            DetectorKind::Pca => AnyDetector::Pca(PcaDetector::fit(
-                shape,
-                &fit_windows,
-                &held_out_windows,
-                &config.pca,
-                config.recency_decay,
-                &mut track,
-            )?),
-        };
-
-        detector.profile_mut().raise_metric_floors(&error_floors);
+        let mut detector = AnyDetector::fit(
+            kind,
+            shape,
+            &fit_windows,
+            &held_out_windows,
+            config,
+            &mut track,
+        )?;
+        detector.raise_metric_floors(&error_floors);
         let mut held_out_errors = vec![0.0f32; held_out_windows.len() / config.window];
         detector.metric_errors(&held_out_windows, &mut held_out_errors)?;
         let created_at_ms = now_ms();
@@ -300,10 +278,7 @@ impl Model {
             path: dir.to_path_buf(),
             source,
         })?;
-        match &self.detector {
-            AnyDetector::Autoencoder(d) => d.save(dir)?,
-            AnyDetector::Pca(d) => d.save(dir)?,
-        }
+        self.detector.save(dir)?;
         // The manifest goes last: an interrupted save leaves no manifest, so no half artifact loads.
         self.manifest.save(dir)
     }
@@ -311,14 +286,8 @@ impl Model {
     /// Loads the artifact in `dir`, checking its format version and that its parts fit together.
     pub fn load(dir: &Path) -> Result<Self> {
         let manifest = Manifest::load(dir)?;
-        let detector = match manifest.detector {
-            DetectorKind::Autoencoder => AnyDetector::Autoencoder(AutoencoderDetector::load(dir)?),
-            DetectorKind::Pca => AnyDetector::Pca(PcaDetector::load(dir)?),
-        };
-        let shape = match &detector {
-            AnyDetector::Autoencoder(d) => d.shape(),
-            AnyDetector::Pca(d) => d.shape(),
-        };
+        let detector = AnyDetector::load(manifest.detector, dir)?;
+        let shape = detector.shape();
         if shape
             != (WindowShape {
                 window: manifest.window,

@@ -27,7 +27,7 @@ fn trained(rows: usize) -> Model {
 fn autoencoder_of(model: &Model) -> &anomaly_model::autoencoder::AutoencoderDetector {
     match model.detector() {
         AnyDetector::Autoencoder(d) => d,
-        AnyDetector::Pca(_) => panic!("expected an autoencoder"),
+        other => panic!("expected an autoencoder, got {other:?}"),
     }
 }
 

@@ -106,3 +106,21 @@ fn the_threshold_never_falls_below_the_configured_floor() {
     );
     assert!(refused.is_err(), "a NaN floor is refused");
 }
+
+#[test]
+fn training_accepts_exactly_the_fewest_rows_it_says_it_needs() {
+    let config = TrainingConfig::default();
+    let fewest = config.min_training_rows();
+    let train = |rows: usize| {
+        Model::train(
+            &common::schema(),
+            &common::host_rows(rows),
+            DetectorKind::Pca,
+            &config,
+            &mut |_| {},
+        )
+    };
+    assert!(train(fewest).is_ok());
+    let err = train(fewest - 2).unwrap_err().to_string();
+    assert!(err.contains(&format!("at least {fewest}")), "{err}");
+}

@@ -12,6 +12,8 @@ fn a_short_demo_trains_detects_and_writes_its_summary() {
     let out = Command::new(env!("CARGO_BIN_EXE_anomaly"))
         .args([
             "demo",
+            "--interval",
+            "200ms",
             "--train-secs",
             "20",
             "--run-secs",
@@ -35,7 +37,11 @@ fn a_short_demo_trains_detects_and_writes_its_summary() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("baseline"), "{stdout}");
+    assert!(stdout.contains("learning"), "{stdout}");
+    assert!(
+        stdout.contains("seen so far: cpu_busy"),
+        "says what it learns: {stdout}"
+    );
     assert!(stdout.contains("vs threshold"), "no live line: {stdout}");
 
     let summary: serde_json::Value =
@@ -57,4 +63,15 @@ fn a_short_demo_trains_detects_and_writes_its_summary() {
     assert!(dir.join("model").join("manifest.json").is_file());
     assert!(dir.join("anomalies.db").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_baseline_too_short_to_train_on_is_refused_before_anything_starts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_anomaly"))
+        .args(["demo", "--train-secs", "5", "--run-secs", "1"])
+        .output()
+        .expect("run anomaly demo");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("training needs at least"), "{stderr}");
 }

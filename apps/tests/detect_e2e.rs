@@ -77,6 +77,8 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
         event_over: 2,
         event_windows: 3,
         event_quiet: 5,
+        event_confirm: 1.0,
+        event_sustain: 0,
         listen: "127.0.0.1:0".parse().unwrap(),
     };
     // Stop once every sample is consumed, or after 60 s at the latest.

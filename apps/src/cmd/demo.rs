@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anomaly_core::alerting::EventRule;
 use anomaly_model::DetectorKind;
 use anyhow::Context;
 use rdkafka::mocking::MockCluster;
@@ -22,8 +23,11 @@ use crate::detect::state::Progress;
 /// Arguments of `anomaly demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Seconds of baseline to collect before training (keep the machine as it usually is meanwhile).
-    #[arg(long, env = "ANOMALY_DEMO_TRAIN_SECS", default_value = "60")]
+    /// Seconds of baseline to collect before training (keep the machine as it usually is
+    /// meanwhile). Five minutes, so that the baseline holds several rounds of the periodic jobs
+    /// every machine runs (cron, log rotation, agents); shorter baselines page on the first one
+    /// they missed.
+    #[arg(long, env = "ANOMALY_DEMO_TRAIN_SECS", default_value = "300")]
     pub train_secs: u64,
     /// Seconds to detect after training before exiting; without it the demo runs until Ctrl-C.
     #[arg(long, env = "ANOMALY_DEMO_RUN_SECS")]
@@ -31,12 +35,12 @@ pub struct DemoArgs {
     /// Write `{"samples", "windows_scored", "anomalies", "threshold", "model_version"}` here on exit.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
-    /// Time between samples of this host. Faster than the collector's default so that a short
-    /// baseline still holds enough windows to train on.
-    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    /// Time between samples of this host: the collector's default, so the demo behaves as a
+    /// deployment does.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
     /// Detector to train.
-    #[arg(long, default_value = "autoencoder")]
+    #[arg(long, default_value_t = DetectorKind::default())]
     pub detector: DetectorKind,
     /// Where the demo keeps its model and its SQLite store (a fresh temporary folder by default).
     #[arg(long)]
@@ -86,9 +90,22 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     let brokers = cluster.bootstrap_servers();
     let baseline_samples = ((args.train_secs as f64) / args.interval.as_secs_f64()).ceil() as usize;
+    let needed = anomaly_model::TrainingConfig::default().min_training_rows();
+    anyhow::ensure!(
+        baseline_samples >= needed,
+        "--train-secs {} at --interval {:?} gives {baseline_samples} samples; training needs at least {needed}",
+        args.train_secs,
+        args.interval
+    );
     println!(
-        "anomaly demo: collecting {} s of baseline on this host ({baseline_samples} samples), then training and detecting.",
-        args.train_secs
+        "anomaly demo: learning what is normal on this host for {} s ({baseline_samples} samples, one every {:?}),",
+        args.train_secs, args.interval
+    );
+    println!(
+        "  then detecting: an event opens when the score (1 = this host's usual) stays above the threshold."
+    );
+    println!(
+        "  Leave the machine as it usually is meanwhile: its periodic jobs are part of its normal."
     );
     println!(
         "  metrics: http://{} (collector), http://{} (detector); events: {}",
@@ -96,7 +113,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         args.detector_listen,
         state_dir.join("anomalies.db").display()
     );
-    println!("  once it detects, try `stress-ng --cpu 2 --timeout 30s` in another terminal.");
+    println!("  once it detects, try `stress-ng --cpu 1 --timeout 30s` in another terminal.");
 
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -139,9 +156,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         retrain_every: 0,
         detector: args.detector,
         config: None,
-        event_over: 2,
-        event_windows: 3,
-        event_quiet: 5,
+        event_over: EventRule::default().k,
+        event_windows: EventRule::default().n,
+        event_quiet: EventRule::default().m,
+        event_confirm: EventRule::default().confirm,
+        event_sustain: EventRule::default().sustain,
         listen: args.detector_listen,
     };
     let detector_listener = TcpListener::bind(args.detector_listen)
@@ -191,16 +210,25 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One status line a second.
+/// One status line a second; while learning, what is being learnt every ten seconds.
 fn print_status(view: &DetectorView<'_>, started: Instant) {
     let c = view.sink.counters();
     let elapsed = started.elapsed().as_secs();
     let line = match (view.sink.progress(), view.sink.model()) {
-        (Progress::Baseline(share), _) => format!(
-            "[{elapsed:>4}s] baseline {:>3.0}%  samples {}",
-            share * 100.0,
-            c.samples
-        ),
+        (Progress::Baseline(share), _) => {
+            let mut line = format!(
+                "[{elapsed:>4}s] learning {:>3.0}%  samples {}",
+                share * 100.0,
+                c.samples
+            );
+            if elapsed.is_multiple_of(10)
+                && let Some(ranges) = view.sink.baseline_ranges()
+            {
+                line.push_str("  seen so far: ");
+                line.push_str(&describe_ranges(&ranges));
+            }
+            line
+        }
         (Progress::Training, _) => format!("[{elapsed:>4}s] training...  samples {}", c.samples),
         (Progress::Live, Some((threshold, _))) => format!(
             "[{elapsed:>4}s] samples {}  windows scored {}  score {:.2} vs threshold {:.2}{}  anomalies {}",
@@ -219,4 +247,28 @@ fn print_status(view: &DetectorView<'_>, started: Instant) {
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
+}
+
+/// `cpu_busy 1.0-17.2 %, load1 0.10-1.20, disk_read 0 B/s-2.1 MB/s, ...`
+fn describe_ranges(ranges: &[(anomaly_core::Metric, f64, f64)]) -> String {
+    let value = |unit: &str, v: f64| match unit {
+        "percent" => format!("{v:.1} %"),
+        "bytes_per_second" if v >= 1e6 => format!("{:.1} MB/s", v / 1e6),
+        "bytes_per_second" if v >= 1e3 => format!("{:.0} kB/s", v / 1e3),
+        "bytes_per_second" => format!("{v:.0} B/s"),
+        _ => format!("{v:.2}"),
+    };
+    ranges
+        .iter()
+        .filter(|(_, low, high)| low <= high)
+        .map(|(metric, low, high)| {
+            format!(
+                "{} {}-{}",
+                metric.name,
+                value(&metric.unit, *low),
+                value(&metric.unit, *high)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

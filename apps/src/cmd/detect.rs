@@ -62,7 +62,7 @@ pub struct DetectArgs {
     #[arg(long, env = "ANOMALY_RETRAIN_EVERY", default_value = "86400")]
     pub retrain_every: usize,
     /// Detector trained on the baseline.
-    #[arg(long, env = "ANOMALY_DETECTOR", default_value = "autoencoder")]
+    #[arg(long, env = "ANOMALY_DETECTOR", default_value_t = DetectorKind::default())]
     pub detector: DetectorKind,
     /// Training settings as JSON (any subset of `TrainingConfig`'s fields).
     #[arg(long, env = "ANOMALY_TRAINING_CONFIG")]
@@ -76,6 +76,14 @@ pub struct DetectArgs {
     /// An event closes after this many consecutive quiet windows.
     #[arg(long, env = "ANOMALY_EVENT_QUIET", default_value_t = EventRule::default().m)]
     pub event_quiet: usize,
+    /// One of the windows that open an event must be at least this many times the threshold
+    /// (1: merely over it).
+    #[arg(long, env = "ANOMALY_EVENT_CONFIRM", default_value_t = EventRule::default().confirm)]
+    pub event_confirm: f64,
+    /// This many windows over the threshold in a row open an event whatever their height
+    /// (0: never).
+    #[arg(long, env = "ANOMALY_EVENT_SUSTAIN", default_value_t = EventRule::default().sustain)]
+    pub event_sustain: usize,
     /// Address serving /metrics (Prometheus text format) and /health.
     #[arg(long, env = "ANOMALY_DETECT_LISTEN", default_value = "127.0.0.1:9102")]
     pub listen: SocketAddr,
@@ -123,7 +131,8 @@ pub async fn run_until(
     let handle = telemetry::prometheus_recorder()?;
     metric_names::describe();
     let config = super::training_config(args.config.as_deref())?;
-    let rule = EventRule::new(args.event_over, args.event_windows, args.event_quiet)?;
+    let rule = EventRule::new(args.event_over, args.event_windows, args.event_quiet)?
+        .confirmed(args.event_confirm, args.event_sustain)?;
     let plan = BaselinePlan {
         samples: args.baseline_samples,
         detector: args.detector,

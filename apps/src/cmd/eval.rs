@@ -22,7 +22,7 @@ pub struct EvalArgs {
     #[arg(long, value_delimiter = ',')]
     pub entities: Vec<String>,
     /// Detector to evaluate.
-    #[arg(long, default_value = "autoencoder")]
+    #[arg(long, default_value_t = DetectorKind::default())]
     pub detector: DetectorKind,
     /// Also write the results as JSON to this file.
     #[arg(long)]
@@ -41,6 +41,14 @@ pub struct EvalArgs {
     /// An event closes after this many consecutive quiet windows.
     #[arg(long, default_value_t = EventRule::default().m)]
     pub event_quiet: usize,
+    /// One of the windows that open an event must be at least this many times the threshold
+    /// (1: merely over it).
+    #[arg(long, default_value_t = EventRule::default().confirm)]
+    pub event_confirm: f64,
+    /// This many windows over the threshold in a row open an event whatever their height
+    /// (0: never).
+    #[arg(long, default_value_t = EventRule::default().sustain)]
+    pub event_sustain: usize,
 }
 
 /// The JSON document `--json` writes.
@@ -66,7 +74,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     let config = super::training_config(args.config.as_deref())?;
-    let rule = EventRule::new(args.event_over, args.event_windows, args.event_quiet)?;
+    let rule = EventRule::new(args.event_over, args.event_windows, args.event_quiet)?
+        .confirmed(args.event_confirm, args.event_sustain)?;
     let mut reports = Vec::new();
     println!("{}", header());
     for name in &entities {

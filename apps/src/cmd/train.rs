@@ -37,7 +37,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "3000")]
     pub synthetic_steps: u64,
     /// Detector to train.
-    #[arg(long, default_value = "autoencoder")]
+    #[arg(long, default_value_t = DetectorKind::default())]
     pub detector: DetectorKind,
     /// Training settings as JSON (any subset of `TrainingConfig`'s fields).
     #[arg(long)]

@@ -381,6 +381,55 @@ mod tests {
     }
 
     #[test]
+    fn live_scores_are_those_of_the_evaluation_path() {
+        // `anomaly eval` streams windows through `Model::metric_errors` and one `HostDetector`
+        // per entity; the live scorer must give the same scores for the same samples, drifting
+        // memory (which the host adapts to) and a burst included.
+        let mut s = scorer();
+        let model = s.model().clone();
+        let rows: Vec<Vec<f64>> = (3000..3600)
+            .map(|i| {
+                let mut row = normal_row(i);
+                row[1] += (i - 3000) as f64 * 0.02;
+                if (3400..3420).contains(&i) {
+                    row[0] = 99.0;
+                }
+                row
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            s.on_sample(&Sample::new("h", i as i64 * 1000, row.clone()), &mut out)
+                .unwrap();
+        }
+        let live: Vec<f64> = out
+            .iter()
+            .filter_map(|d| match d {
+                Detection::Scored { score, .. } => Some(*score),
+                _ => None,
+            })
+            .collect();
+
+        let shape = model.shape();
+        let mut scaled = vec![0.0f32; rows.len() * shape.dims];
+        for (row, out) in rows.iter().zip(scaled.chunks_exact_mut(shape.dims)) {
+            model.scale_row(row, out).unwrap();
+        }
+        let windows = anomaly_model::model::sliding_windows(&scaled, shape.dims, shape.window);
+        let mut errors = vec![0.0f32; windows.len() / shape.window];
+        model.metric_errors(&windows, &mut errors).unwrap();
+        let mut host = HostDetector::new(&model, EventRule::new(2, 3, 5).unwrap()).unwrap();
+        let evaluated: Vec<f64> = errors
+            .chunks_exact(shape.dims)
+            .enumerate()
+            .map(|(i, e)| host.observe(&model, e, i as i64).score)
+            .collect();
+        assert_eq!(live.len(), evaluated.len());
+        assert_eq!(live, evaluated);
+        assert!(!events(&out).is_empty(), "the burst opens an event");
+    }
+
+    #[test]
     fn a_sample_of_the_wrong_width_is_refused_and_non_finite_values_are_counted() {
         let mut s = scorer();
         let mut out = Vec::new();

@@ -75,6 +75,21 @@ impl DetectorSink {
         })
     }
 
+    /// While collecting the baseline: each metric's name, unit and range so far.
+    pub fn baseline_ranges(&self) -> Option<Vec<(anomaly_core::Metric, f64, f64)>> {
+        let state = self.state.lock().expect("detector state lock");
+        let ranges = state.baseline_ranges()?;
+        Some(
+            state
+                .schema()
+                .metrics()
+                .iter()
+                .zip(ranges)
+                .map(|(metric, (low, high))| (metric.clone(), low, high))
+                .collect(),
+        )
+    }
+
     /// Where the detector stands.
     pub fn progress(&self) -> Progress {
         self.state.lock().expect("detector state lock").progress()

@@ -128,6 +128,30 @@ impl DetectorState {
         }
     }
 
+    /// While collecting the baseline: the lowest and highest value of each metric so far (what
+    /// the model is about to learn as normal), in schema order.
+    pub fn baseline_ranges(&self) -> Option<Vec<(f64, f64)>> {
+        let Phase::Baseline { rows, .. } = &self.phase else {
+            return None;
+        };
+        let dims = self.schema.len().max(1);
+        let mut ranges = vec![(f64::INFINITY, f64::NEG_INFINITY); dims];
+        for row in rows.values().flat_map(|values| values.chunks_exact(dims)) {
+            for ((low, high), &value) in ranges.iter_mut().zip(row) {
+                if value.is_finite() {
+                    *low = low.min(value);
+                    *high = high.max(value);
+                }
+            }
+        }
+        Some(ranges)
+    }
+
+    /// The metrics of the samples.
+    pub fn schema(&self) -> &MetricSchema {
+        &self.schema
+    }
+
     /// The scorer, once live.
     pub fn scorer(&self) -> Option<&LiveScorer> {
         match &self.phase {
