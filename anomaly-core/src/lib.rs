@@ -27,5 +27,5 @@ pub mod threshold;
 
 pub use anomaly::{Anomaly, Contribution, FeatureWindow, Severity};
 pub use error::{Error, Result};
-pub use sample::Sample;
+pub use sample::{Sample, SampleLimits, SampleProblem};
 pub use schema::{Metric, MetricSchema};

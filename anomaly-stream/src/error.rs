@@ -76,6 +76,40 @@ pub enum Error {
     /// A typed call on the test driver named a topic, sink or type the topology does not have.
     #[error("test driver: {0}")]
     Driver(String),
+    /// A validation step refused a record (see [`Stream::validate`](crate::Stream::validate)).
+    #[error("rejected ({reason}): {message}")]
+    Rejected {
+        /// A short, stable label for the kind of problem (`wrong_width`, `timestamp`, ...).
+        reason: &'static str,
+        /// What is wrong with this record.
+        message: String,
+    },
+    /// A source record is larger than the topology accepts (see
+    /// [`TopologyBuilder::max_record_bytes`](crate::TopologyBuilder::max_record_bytes)).
+    #[error("record of {bytes} bytes exceeds the limit of {limit}")]
+    Oversized {
+        /// Key and value bytes of the record.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl Error {
+    /// A short, stable label for the kind of failure that sends a record to the dead-letter
+    /// topic: the `reason` label of [`DEAD_LETTERS`](crate::metrics::DEAD_LETTERS) and the
+    /// [`DLQ_REASON_HEADER`](crate::topology::DLQ_REASON_HEADER).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Decode { .. } => "undecodable",
+            Self::Encode { .. } => "unencodable",
+            Self::RowWidth { .. } => "row_width",
+            Self::TimestampOutOfRange { .. } => "timestamp_range",
+            Self::Rejected { reason, .. } => reason,
+            Self::Oversized { .. } => "oversized",
+            _ => "error",
+        }
+    }
 }
 
 /// A `Result` whose error is [`Error`].

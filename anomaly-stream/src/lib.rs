@@ -74,7 +74,9 @@ pub use driver::TestDriver;
 pub use error::{Error, Result};
 pub use offsets::CommitPoint;
 pub use sink::{MemorySink, Sink, SourceOffset, TransactionalSink};
-pub use topology::{OutgoingMessage, RawRecord, Record, Rows, Stream, Topology, TopologyBuilder};
+pub use topology::{
+    OutgoingMessage, RawRecord, Record, Rejection, Rows, Stream, Topology, TopologyBuilder,
+};
 pub use window::{
     Aggregator, CountWindow, CountWindowSpec, CountWindows, RowWindow, RowWindows,
     TimeWindowConfig, TimeWindowOutput, TimeWindowSpec, TimeWindows, WindowResult, WindowTrigger,

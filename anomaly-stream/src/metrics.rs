@@ -3,7 +3,8 @@
 //!
 //! Labels: `operator` is an operator's name in its topology (`"map-2"`, `"time_windows-4"`,
 //! ...), `topic` a source or sink topic, `partition` a source partition, `trigger` a window
-//! trigger (`early`, `watermark`, `idle`, `count`), `sink` a sink's name.
+//! trigger (`early`, `watermark`, `idle`, `count`), `sink` a sink's name, `reason` why a record
+//! was dead-lettered ([`Error::reason`](crate::Error::reason)).
 
 /// Counter: records entering an operator. Labels: `operator`.
 pub const RECORDS_IN: &str = "anomaly_stream_records_in_total";
@@ -11,8 +12,9 @@ pub const RECORDS_IN: &str = "anomaly_stream_records_in_total";
 pub const RECORDS_OUT: &str = "anomaly_stream_records_out_total";
 /// Counter: source records whose key or value failed to decode. Labels: `topic`.
 pub const DECODE_ERRORS: &str = "anomaly_stream_decode_errors_total";
-/// Counter: records sent to the dead-letter topic (decode, encode and operator errors).
-/// Labels: `topic` (the source topic).
+/// Counter: records sent to the dead-letter topic (decode, encode and operator errors,
+/// validation rejections, oversized records). Labels: `topic` (the source topic), `reason`
+/// ([`Error::reason`](crate::Error::reason)).
 pub const DEAD_LETTERS: &str = "anomaly_stream_dead_letters_total";
 /// Counter: records a time-window operator found late. Labels: `operator`.
 pub const LATE_RECORDS: &str = "anomaly_stream_late_records_total";

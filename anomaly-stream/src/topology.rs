@@ -15,10 +15,12 @@
 //! per source partition, so window state is per partition as the [window](crate::window)
 //! contract requires. There is no join or merge of streams.
 //!
-//! Records that cannot be processed (undecodable bytes, an operator error such as an
-//! out-of-range timestamp, an unencodable output) go to the dead-letter topic set with
-//! [`TopologyBuilder::dead_letter_topic`], with the error and their source position in headers
-//! ([`DLQ_ERROR_HEADER`] and friends). Without a dead-letter topic they stop the runtime instead:
+//! Records that cannot be processed (undecodable bytes, records over
+//! [`TopologyBuilder::max_record_bytes`], records a [`validate`](Stream::validate) step refuses,
+//! an operator error such as an out-of-range timestamp, an unencodable output) go to the
+//! dead-letter topic set with [`TopologyBuilder::dead_letter_topic`], with the error, its reason
+//! and their source position in headers ([`DLQ_ERROR_HEADER`], [`DLQ_REASON_HEADER`] and
+//! friends), counted per reason. Without a dead-letter topic they stop the runtime instead:
 //! nothing is dropped silently.
 
 use std::any::Any;
@@ -41,6 +43,9 @@ use crate::window::{
 
 /// Dead-letter header: the error message (UTF-8).
 pub const DLQ_ERROR_HEADER: &str = "anomaly.dlq.error";
+/// Dead-letter header: why, as a short stable label ([`Error::reason`]: `undecodable`,
+/// `oversized`, a validation's own reasons, ...).
+pub const DLQ_REASON_HEADER: &str = "anomaly.dlq.reason";
 /// Dead-letter header: the source topic (UTF-8).
 pub const DLQ_TOPIC_HEADER: &str = "anomaly.dlq.source.topic";
 /// Dead-letter header: the source partition (decimal UTF-8).
@@ -57,6 +62,16 @@ pub struct Record<K, V> {
     pub value: V,
     /// Event time in ms since the Unix epoch.
     pub timestamp_ms: i64,
+}
+
+/// Why a [`validate`](Stream::validate) step refused a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// A short, stable label (`wrong_width`, `timestamp`, ...): the dead-letter counter's
+    /// `reason` and the [`DLQ_REASON_HEADER`].
+    pub reason: &'static str,
+    /// What is wrong with this record, for the [`DLQ_ERROR_HEADER`].
+    pub message: String,
 }
 
 /// A source record as bytes, before decoding.
@@ -130,7 +145,12 @@ impl Cx<'_> {
             }
             return;
         };
-        metrics::counter!(m::DEAD_LETTERS, "topic" => self.topic.to_owned()).increment(1);
+        metrics::counter!(
+            m::DEAD_LETTERS,
+            "topic" => self.topic.to_owned(),
+            "reason" => error.reason()
+        )
+        .increment(1);
         let (key, value, timestamp_ms) = match self.raw {
             Some(raw) => (raw.key.clone(), raw.value.clone(), raw.timestamp_ms),
             None => (None, Vec::new(), 0),
@@ -142,6 +162,7 @@ impl Cx<'_> {
             timestamp_ms,
             headers: vec![
                 (DLQ_ERROR_HEADER.into(), error.to_string().into_bytes()),
+                (DLQ_REASON_HEADER.into(), error.reason().as_bytes().to_vec()),
                 (DLQ_TOPIC_HEADER.into(), self.topic.as_bytes().to_vec()),
                 (
                     DLQ_PARTITION_HEADER.into(),
@@ -209,6 +230,7 @@ struct Inner {
     sinks: Vec<SinkDef>,
     output_topics: Vec<String>,
     dead_letter_topic: Option<String>,
+    max_record_bytes: Option<usize>,
     next_operator: usize,
     errors: Vec<String>,
 }
@@ -250,6 +272,14 @@ impl TopologyBuilder {
     /// naming the error and source position. Without one such records stop the runtime.
     pub fn dead_letter_topic(self, topic: impl Into<String>) -> Self {
         self.inner.borrow_mut().dead_letter_topic = Some(topic.into());
+        self
+    }
+
+    /// Sends source records whose key and value together exceed `bytes` to the dead-letter
+    /// topic (reason `oversized`) before they are decoded: a runaway producer cannot make the
+    /// pipeline allocate without bound.
+    pub fn max_record_bytes(self, bytes: usize) -> Self {
+        self.inner.borrow_mut().max_record_bytes = Some(bytes);
         self
     }
 
@@ -341,6 +371,7 @@ impl TopologyBuilder {
             sinks: inner.sinks,
             output_topics: inner.output_topics,
             dead_letter_topic: inner.dead_letter_topic.map(Arc::from),
+            max_record_bytes: inner.max_record_bytes,
         })
     }
 }
@@ -352,6 +383,7 @@ pub struct Topology {
     pub(crate) sinks: Vec<SinkDef>,
     pub(crate) output_topics: Vec<String>,
     pub(crate) dead_letter_topic: Option<Arc<str>>,
+    pub(crate) max_record_bytes: Option<usize>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -420,6 +452,7 @@ impl Topology {
             partition,
             entry: (p.factory)(),
             dead_letter_topic: self.dead_letter_topic.clone(),
+            max_record_bytes: self.max_record_bytes,
             suppress_below,
             out: Vec::new(),
             failure: None,
@@ -435,6 +468,7 @@ pub(crate) struct PartitionTask {
     partition: i32,
     entry: Box<dyn Entry>,
     dead_letter_topic: Option<Arc<str>>,
+    max_record_bytes: Option<usize>,
     /// Outputs of records below this offset were delivered before the last commit.
     suppress_below: u64,
     out: Vec<Emitted>,
@@ -456,7 +490,11 @@ impl PartitionTask {
             out: &mut self.out,
             failure: &mut self.failure,
         };
-        self.entry.push(&mut cx);
+        let bytes = raw.key.as_ref().map_or(0, Vec::len) + raw.value.len();
+        match self.max_record_bytes {
+            Some(limit) if bytes > limit => cx.dead_letter(&Error::Oversized { bytes, limit }),
+            _ => self.entry.push(&mut cx),
+        }
         if let Some(e) = self.failure.take() {
             return Err(e);
         }
@@ -642,6 +680,21 @@ impl<K: Send + 'static, V: Send + 'static> Stream<K, V> {
                 .push("a side branch does not end in a sink".into());
         }
         taken
+    }
+
+    /// Checks each record with `f`: records it refuses go to the dead-letter topic with the
+    /// [`Rejection`]'s reason in a header and in the dead-letter counter's `reason` label; the
+    /// others continue. Bad input is kept (in the dead-letter topic) and counted, never dropped
+    /// silently, and never stops the pipeline when a dead-letter topic is set.
+    pub fn validate(
+        self,
+        f: impl Fn(&K, &V) -> std::result::Result<(), Rejection> + Send + Sync + 'static,
+    ) -> Stream<K, V> {
+        let f = Arc::new(f);
+        self.then(move |next| Validate {
+            f: Arc::clone(&f),
+            next,
+        })
     }
 
     /// Side output of every record: `branch` receives a copy of each record (and must end in a
@@ -986,6 +1039,33 @@ impl<K, V, F: Fn(&K, &V) -> bool + Send + Sync> Node<K, V> for Divert<K, V, F> {
 
     fn min_retained(&self) -> Option<u64> {
         min_opt(self.side.min_retained(), self.next.min_retained())
+    }
+}
+
+struct Validate<K, V, F> {
+    f: Arc<F>,
+    next: Box<dyn Node<K, V>>,
+}
+
+impl<K, V, F> Node<K, V> for Validate<K, V, F>
+where
+    F: Fn(&K, &V) -> std::result::Result<(), Rejection> + Send + Sync,
+{
+    fn push(&mut self, cx: &mut Cx<'_>, record: Record<K, V>) {
+        match (self.f)(&record.key, &record.value) {
+            Ok(()) => self.next.push(cx, record),
+            Err(Rejection { reason, message }) => {
+                cx.dead_letter(&Error::Rejected { reason, message })
+            }
+        }
+    }
+
+    fn tick(&mut self, cx: &mut Cx<'_>, now_ms: i64) {
+        self.next.tick(cx, now_ms);
+    }
+
+    fn min_retained(&self) -> Option<u64> {
+        self.next.min_retained()
     }
 }
 

@@ -1,13 +1,14 @@
 //! Window semantics through whole pipelines, on the in-memory `TestDriver` (no broker).
 
 use anomaly_stream::topology::{
-    DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_TOPIC_HEADER,
+    DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER,
 };
 use anomaly_stream::window::{
     Count, CountWindowSpec, Sum, TimeWindowConfig, TimeWindowSpec, WindowResult, WindowTrigger,
 };
 use anomaly_stream::{
-    CommitPoint, Error, JsonCodec, MemorySink, Record, TestDriver, TopologyBuilder, Utf8Codec,
+    CommitPoint, Error, JsonCodec, MemorySink, Record, Rejection, TestDriver, TopologyBuilder,
+    Utf8Codec,
 };
 
 type Windows = MemorySink<Record<String, WindowResult<String, f64>>>;
@@ -150,6 +151,64 @@ fn poison_records_go_to_the_dead_letter_topic_with_headers() {
     assert_eq!(dead[0].header(DLQ_OFFSET_HEADER), Some("1"));
     assert!(dead[0].header(DLQ_ERROR_HEADER).unwrap().contains("json"));
     assert!(dead[1].header(DLQ_ERROR_HEADER).unwrap().contains("utf8"));
+    assert_eq!(dead[0].header(DLQ_REASON_HEADER), Some("undecodable"));
+    assert_eq!(dead[1].header(DLQ_REASON_HEADER), Some("undecodable"));
+}
+
+#[test]
+fn validation_and_size_limits_dead_letter_with_their_reason_and_let_the_rest_through() {
+    let kept = MemorySink::new();
+    let builder = TopologyBuilder::new()
+        .dead_letter_topic("dlq")
+        .max_record_bytes(16);
+    builder
+        .stream_with::<String, f64>("metrics", Utf8Codec, JsonCodec)
+        .validate(|host, value| {
+            if host.len() > 4 {
+                Err(Rejection {
+                    reason: "host_name",
+                    message: format!("host name of {} bytes", host.len()),
+                })
+            } else if *value < 0.0 {
+                Err(Rejection {
+                    reason: "negative",
+                    message: format!("{value} < 0"),
+                })
+            } else {
+                Ok(())
+            }
+        })
+        .to_sink("kept", kept.clone());
+    let mut d = TestDriver::new(builder.build().unwrap());
+    d.send("metrics", 0, &"web".to_string(), &1.0, 0).unwrap();
+    d.send("metrics", 0, &"web-12".to_string(), &2.0, 1)
+        .unwrap();
+    d.send("metrics", 0, &"db".to_string(), &-3.0, 2).unwrap();
+    d.send_raw("metrics", 0, Some(b"db"), &[b'1'; 20], 3)
+        .unwrap();
+    d.send("metrics", 0, &"db".to_string(), &4.0, 4).unwrap();
+
+    let values: Vec<f64> = kept.records().iter().map(|r| r.value).collect();
+    assert_eq!(values, [1.0, 4.0]);
+    let dead = d.dead_letters();
+    let reasons: Vec<_> = dead.iter().map(|m| m.header(DLQ_REASON_HEADER)).collect();
+    assert_eq!(
+        reasons,
+        [Some("host_name"), Some("negative"), Some("oversized")]
+    );
+    assert!(
+        dead[0]
+            .header(DLQ_ERROR_HEADER)
+            .unwrap()
+            .contains("6 bytes")
+    );
+    assert!(
+        dead[2]
+            .header(DLQ_ERROR_HEADER)
+            .unwrap()
+            .contains("22 bytes")
+    );
+    assert_eq!(dead[2].header(DLQ_OFFSET_HEADER), Some("3"));
 }
 
 #[test]
