@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use tokio::net::{TcpListener, TcpStream};
 
 /// How log lines are written to stderr.
@@ -45,7 +46,11 @@ pub fn prometheus_recorder() -> anyhow::Result<PrometheusHandle> {
     if let Some(handle) = slot.as_ref() {
         return Ok(handle.clone());
     }
-    let recorder = PrometheusBuilder::new().build_recorder();
+    // A gauge nobody updates for this long is dropped from /metrics: the score of a host the
+    // detector forgot (every live gauge is refreshed at least once a second).
+    let recorder = PrometheusBuilder::new()
+        .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE_TIMEOUT))
+        .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)
         .context("another metrics recorder is already installed")?;
@@ -53,12 +58,53 @@ pub fn prometheus_recorder() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
+/// What `/health` reports: healthy unless some component has a problem (the database is
+/// unreachable, the broker refuses deliveries, ...), then `503` with every current problem.
+/// Clones share the same state.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    problems: std::sync::Arc<Mutex<std::collections::BTreeMap<&'static str, String>>>,
+}
+
+impl Health {
+    /// Records that `component` has `problem` (replacing an earlier one).
+    pub fn problem(&self, component: &'static str, problem: String) {
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(component, problem);
+    }
+
+    /// Records that `component` works again.
+    pub fn recovered(&self, component: &'static str) {
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(component);
+    }
+
+    /// `None` when healthy, else one line per problem: `component: problem`.
+    pub fn report(&self) -> Option<String> {
+        let problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        (!problems.is_empty()).then(|| {
+            problems
+                .iter()
+                .map(|(component, problem)| format!("{component}: {problem}\n"))
+                .collect()
+        })
+    }
+}
+
+/// How long a gauge may go without an update before it leaves /metrics.
+const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Longest request head accepted, and the most time a client gets to send it and read the answer.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `GET /metrics` (Prometheus text format from `handle`) and `GET /health` (`200 ok`) on
-/// `listener` until `shutdown` completes; anything else is 404 (or 405 for other methods).
+/// Serves `GET /metrics` (Prometheus text format from `handle`) and `GET /health` (`200 ok`, or
+/// `503` with the problems `health` reports) on `listener` until `shutdown` completes; anything
+/// else is 404 (or 405 for other methods).
 ///
 /// A deliberately tiny HTTP/1.1 responder, one request per connection, so a scrape endpoint needs
 /// no web framework. metrics-exporter-prometheus' own listener cannot serve on a listener bound by
@@ -66,6 +112,7 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn serve_http(
     listener: TcpListener,
     handle: PrometheusHandle,
+    health: Health,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
@@ -82,9 +129,10 @@ pub async fn serve_http(
                 }
             },
         };
-        let handle = handle.clone();
+        let (handle, health) = (handle.clone(), health.clone());
         tokio::spawn(async move {
-            match tokio::time::timeout(CONNECTION_TIMEOUT, respond(&stream, &handle)).await {
+            match tokio::time::timeout(CONNECTION_TIMEOUT, respond(&stream, &handle, &health)).await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(error = %e, "HTTP connection failed"),
                 Err(_) => tracing::debug!("HTTP connection timed out"),
@@ -93,7 +141,7 @@ pub async fn serve_http(
     }
 }
 
-async fn respond(stream: &TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
+async fn respond(stream: &TcpStream, handle: &PrometheusHandle, health: &Health) -> io::Result<()> {
     let head = read_head(stream).await?;
     let request_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let request_line = String::from_utf8_lossy(request_line);
@@ -110,7 +158,14 @@ async fn respond(stream: &TcpStream, handle: &PrometheusHandle) -> io::Result<()
                 handle.render(),
             )
         }
-        ("GET" | "HEAD", "/health") => ("200 OK", "text/plain; charset=utf-8", "ok\n".into()),
+        ("GET" | "HEAD", "/health") => match health.report() {
+            None => ("200 OK", "text/plain; charset=utf-8", "ok\n".into()),
+            Some(problems) => (
+                "503 Service Unavailable",
+                "text/plain; charset=utf-8",
+                format!("unavailable\n{problems}"),
+            ),
+        },
         ("GET" | "HEAD", _) => (
             "404 Not Found",
             "text/plain; charset=utf-8",

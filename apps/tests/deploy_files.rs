@@ -753,6 +753,25 @@ fn compose_collector_reads_the_host_and_uses_real_flags() {
         "{COMPOSE}: the detector service must run `anomaly detect` against kafka:9092"
     );
     assert_flags_exist(&detector, "detect", DETECT_ARGS);
+    // Secrets travel by environment: no password on any command line.
+    for line in compose_service(&compose, "detector") {
+        assert!(
+            !(line.trim().starts_with("- --") && line.contains("${POSTGRES_PASSWORD")),
+            "{COMPOSE}: the detector's database URL must come from the environment: {line}"
+        );
+    }
+    assert!(
+        detector
+            .iter()
+            .any(|line| line.trim().starts_with("ANOMALY_DATABASE_URL:")),
+        "{COMPOSE}: the detector needs ANOMALY_DATABASE_URL"
+    );
+    // The dead-letter topic exists before the detector starts (auto-creation is off).
+    let init = compose_service(&compose, "kafka-init").join("\n");
+    assert!(
+        init.contains("metrics.dead-letter"),
+        "{COMPOSE}: kafka-init must create the dead-letter topic"
+    );
 
     // Bind mounts of deploy/ folders exist.
     for line in compose.lines() {

@@ -7,7 +7,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anomaly_apps::cmd::detect::{self, DetectArgs};
+use anomaly_apps::cmd::detect::{self, DEFAULT_MAX_RECORD_BYTES, DetectArgs};
 use anomaly_apps::collect::SampleFormat;
 use anomaly_apps::store::Store;
 use anomaly_core::Sample;
@@ -19,7 +19,6 @@ const HOSTS: [&str; 2] = ["web-1", "web-2"];
 const SAMPLES_PER_HOST: usize = 300;
 /// Rows of web-1 whose memory jumps to 97 %: seconds 150..180 of the replay.
 const INJECTED: std::ops::Range<usize> = 150..180;
-const START_MS: i64 = 1_795_000_000_000;
 
 fn normal_row(i: usize) -> Vec<f64> {
     anomaly_core::synthetic::cyclic_host_row(i as u64).to_vec()
@@ -43,13 +42,15 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
         .set("acks", "all")
         .create()
         .unwrap();
+    // Event time ends about now: the detector refuses samples far from its clock.
+    let start_ms = chrono::Utc::now().timestamp_millis() - SAMPLES_PER_HOST as i64 * 1000;
     for i in 0..SAMPLES_PER_HOST {
         for host in HOSTS {
             let mut values = normal_row(3000 + i);
             if host == "web-1" && INJECTED.contains(&i) {
                 values[1] = 97.0;
             }
-            let sample = Sample::new(host, START_MS + i as i64 * 1000, values);
+            let sample = Sample::new(host, start_ms + i as i64 * 1000, values);
             let payload = serde_json::to_vec(&sample).unwrap();
             producer
                 .send(
@@ -61,6 +62,7 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
         }
     }
 
+    let limits = anomaly_core::SampleLimits::new(0);
     let args = DetectArgs {
         brokers: brokers.clone(),
         topic,
@@ -80,6 +82,11 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
         event_confirm: 1.0,
         event_sustain: 0,
         listen: "127.0.0.1:0".parse().unwrap(),
+        max_host_bytes: limits.max_entity_bytes,
+        max_sample_lead: Duration::from_millis(limits.max_lead_ms.unsigned_abs()),
+        max_sample_age: Duration::from_millis(limits.max_age_ms.unsigned_abs()),
+        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        idle_host_timeout: Duration::from_secs(3600),
     };
     // Stop once every sample is consumed, or after 60 s at the latest.
     let seen = Arc::new(Mutex::new(0u64));
@@ -115,7 +122,7 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
     let event = &events[0];
     assert_eq!(event.host, "web-1");
     let start = event.window_start.timestamp_millis();
-    let first_injected = START_MS + INJECTED.start as i64 * 1000;
+    let first_injected = start_ms + INJECTED.start as i64 * 1000;
     // The event's first window holds the first injected sample.
     assert!(
         (first_injected - 9_000..=first_injected).contains(&start),

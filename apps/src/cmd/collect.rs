@@ -131,6 +131,7 @@ pub async fn run_until(
     let server = tokio::spawn(telemetry::serve_http(
         listener,
         handle,
+        telemetry::Health::default(),
         wait_until_true(http_stopped),
     ));
     tracing::info!(
@@ -237,9 +238,9 @@ fn unix_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// Parses `500ms`, `1s`, `1.5s`, `2m`, `1h` or a bare number of seconds.
+/// Parses `500ms`, `1s`, `1.5s`, `2m`, `1h`, `7d` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("`{text}` is not a duration such as 500ms, 1s, 2m or 1h");
+    let invalid = || format!("`{text}` is not a duration such as 500ms, 1s, 2m, 1h or 7d");
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -251,6 +252,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
+        "d" => 86_400.0,
         _ => return Err(invalid()),
     };
     Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| invalid())
@@ -286,13 +288,14 @@ mod tests {
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         for bad in [
             "",
             "s",
             "-1s",
             "1.2.3s",
-            "1d",
+            "1w",
             "1 fortnight",
             "nan",
             "1e400s",

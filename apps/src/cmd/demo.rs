@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::collect::{CollectArgs, parse_duration};
-use super::detect::{DetectArgs, DetectorView};
+use super::detect::{DEFAULT_MAX_RECORD_BYTES, DetectArgs, DetectorView};
 use crate::collect::SampleFormat;
 use crate::detect::state::Progress;
 
@@ -140,6 +140,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         until_stopped(stopped.clone()),
     ));
 
+    let limits = anomaly_core::SampleLimits::new(0);
     let detect_args = DetectArgs {
         brokers,
         topic: "metrics".to_string(),
@@ -162,6 +163,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         event_confirm: EventRule::default().confirm,
         event_sustain: EventRule::default().sustain,
         listen: args.detector_listen,
+        max_host_bytes: limits.max_entity_bytes,
+        max_sample_lead: Duration::from_millis(limits.max_lead_ms.unsigned_abs()),
+        max_sample_age: Duration::from_millis(limits.max_age_ms.unsigned_abs()),
+        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        idle_host_timeout: Duration::from_secs(3600),
     };
     let detector_listener = TcpListener::bind(args.detector_listen)
         .await

@@ -8,19 +8,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anomaly_core::alerting::EventRule;
-use anomaly_core::{MetricSchema, Sample};
+use anomaly_core::{MetricSchema, Sample, SampleLimits};
 use anomaly_model::{DetectorKind, Model};
 use anomaly_stream::kafka::KafkaRuntime;
-use anomaly_stream::{Codec, JsonCodec, PostcardCodec, TopologyBuilder, Utf8Codec};
+use anomaly_stream::{Codec, JsonCodec, PostcardCodec, Rejection, TopologyBuilder, Utf8Codec};
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use tokio::net::TcpListener;
 
+use super::collect::parse_duration;
 use crate::collect::SampleFormat;
 use crate::detect::metric_names;
 use crate::detect::sink::{DetectorCounters, DetectorSink, EventTopic};
 use crate::detect::state::{BaselinePlan, DetectorState};
-use crate::store::Store;
+use crate::store::StoreWriter;
 use crate::telemetry;
 
 /// Arguments of `anomaly detect`.
@@ -87,6 +88,42 @@ pub struct DetectArgs {
     /// Address serving /metrics (Prometheus text format) and /health.
     #[arg(long, env = "ANOMALY_DETECT_LISTEN", default_value = "127.0.0.1:9102")]
     pub listen: SocketAddr,
+    /// Longest host name accepted, in bytes; samples of longer names go to the dead-letter
+    /// topic (reason `entity_name`), so no sender can grow the detector's per-host state.
+    #[arg(long, env = "ANOMALY_MAX_HOST_BYTES", default_value = "253")]
+    pub max_host_bytes: usize,
+    /// Samples stamped further ahead of this machine's clock go to the dead-letter topic
+    /// (reason `timestamp`).
+    #[arg(long, env = "ANOMALY_MAX_SAMPLE_LEAD", default_value = "5m", value_parser = parse_duration)]
+    pub max_sample_lead: Duration,
+    /// Samples stamped further behind it go to the dead-letter topic (reason `timestamp`).
+    #[arg(long, env = "ANOMALY_MAX_SAMPLE_AGE", default_value = "7d", value_parser = parse_duration)]
+    pub max_sample_age: Duration,
+    /// Records larger than this many bytes (key and value) go to the dead-letter topic undecoded
+    /// (reason `oversized`).
+    #[arg(long, env = "ANOMALY_MAX_RECORD_BYTES", default_value_t = DEFAULT_MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
+    /// Hosts that send nothing for this long (in event time) are forgotten: their window,
+    /// scoring state and score gauge go, and an event still open on them closes; 0 never.
+    #[arg(long, env = "ANOMALY_IDLE_HOST_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    pub idle_host_timeout: Duration,
+}
+
+/// Far more than a host sample needs (about 130 bytes of JSON), far less than a runaway
+/// producer could send.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
+
+impl DetectArgs {
+    /// What a sample of `width` values must satisfy, from the flags.
+    pub fn sample_limits(&self, width: usize) -> SampleLimits {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        SampleLimits {
+            width,
+            max_entity_bytes: self.max_host_bytes,
+            max_lead_ms: ms(self.max_sample_lead),
+            max_age_ms: ms(self.max_sample_age),
+        }
+    }
 }
 
 /// Runs the detector until SIGINT or SIGTERM.
@@ -139,6 +176,7 @@ pub async fn run_until(
         config,
         model_dir: args.model_dir.clone(),
         retrain_every: (args.retrain_every > 0).then_some(args.retrain_every),
+        idle_host_ms: i64::try_from(args.idle_host_timeout.as_millis()).unwrap_or(i64::MAX),
     };
     let state = if args
         .model_dir
@@ -156,7 +194,13 @@ pub async fn run_until(
         );
         DetectorState::baseline(MetricSchema::host(), rule, plan)
     };
-    let store = Store::open(&args.database_url)?;
+    let health = telemetry::Health::default();
+    let store = StoreWriter::new(args.database_url.clone(), health.clone());
+    if let Err(e) = store.connect().await {
+        // Not fatal: writes retry until the store answers, and /health says why meanwhile.
+        tracing::warn!(error = %format!("{e:#}"), "the event store is unreachable for now");
+        health.problem("database", format!("{e:#}"));
+    }
     let producer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .set("enable.idempotence", "true")
@@ -173,6 +217,7 @@ pub async fn run_until(
             producer,
             topic: args.anomalies_topic.clone(),
         }),
+        health.clone(),
     );
 
     let topology = match args.format {
@@ -188,9 +233,14 @@ pub async fn run_until(
     let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
     let server = listener.map(|l| {
         let mut stopped = http_stopped.clone();
-        tokio::spawn(telemetry::serve_http(l, handle, async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }))
+        tokio::spawn(telemetry::serve_http(
+            l,
+            handle,
+            health.clone(),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ))
     });
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -203,14 +253,28 @@ pub async fn run_until(
                 if running.is_finished() {
                     break Err(anyhow::anyhow!("the stream runtime stopped: {:?}", running.stats().fatal()));
                 }
-                if let Err(e) = sink.poll().await {
-                    break Err(anyhow::anyhow!("{e}"));
+                // A poll may wait for the store (an outage): a stop request must still stop.
+                tokio::select! {
+                    polled = sink.poll() => {
+                        if let Err(e) = polled {
+                            break Err(anyhow::anyhow!("{e}"));
+                        }
+                    }
+                    _ = &mut shutdown => break Ok(()),
                 }
                 every_second(DetectorView { sink: &sink });
             }
         }
     };
-    running.shutdown().await?;
+    match health.report() {
+        None => running.shutdown().await?,
+        Some(problems) => {
+            // A graceful stop would wait for writes that cannot complete. Nothing is lost by
+            // not waiting: what was not committed is consumed again after the restart.
+            tracing::warn!(%problems, "stopping without waiting for pending writes");
+            running.kill().await?;
+        }
+    }
     let _ = stop_http.send(true);
     if let Some(server) = server {
         let _ = server.await;
@@ -224,9 +288,156 @@ fn topology(
     codec: impl Codec<Sample> + 'static,
     sink: DetectorSink,
 ) -> anyhow::Result<anomaly_stream::Topology> {
-    let builder = TopologyBuilder::new().dead_letter_topic(args.dead_letter_topic.clone());
+    let limits = args.sample_limits(MetricSchema::host().len());
+    let builder = TopologyBuilder::new()
+        .dead_letter_topic(args.dead_letter_topic.clone())
+        .max_record_bytes(args.max_record_bytes);
     builder
         .stream_with::<String, Sample>(args.topic.clone(), Utf8Codec, codec)
+        // Poison goes to the dead-letter topic, counted by reason, before it reaches any
+        // per-host state; the receiver's clock is read here, at the edge.
+        .validate(move |_, sample| {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            limits.check(sample, now_ms).map_err(|problem| Rejection {
+                reason: problem.reason(),
+                message: format!("sample of {:?}: {problem}", truncated(&sample.entity)),
+            })
+        })
         .to_sink("detector", sink);
     Ok(builder.build()?)
+}
+
+/// At most the first 64 characters of `name`, for messages about names that may be huge.
+fn truncated(name: &str) -> &str {
+    name.char_indices()
+        .nth(64)
+        .map_or(name, |(end, _)| &name[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_limit_flags_default_to_the_library_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: DetectArgs,
+        }
+        let args = Cli::try_parse_from(["detect", "--brokers", "k:9092"])
+            .unwrap()
+            .args;
+        assert_eq!(args.sample_limits(7), SampleLimits::new(7));
+        assert_eq!(args.max_record_bytes, DEFAULT_MAX_RECORD_BYTES);
+    }
+
+    #[test]
+    fn poison_samples_are_dead_lettered_by_reason_and_only_valid_ones_reach_the_detector() {
+        use anomaly_stream::TestDriver;
+        use anomaly_stream::topology::DLQ_REASON_HEADER;
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: DetectArgs,
+        }
+        let args = Cli::try_parse_from(["detect", "--brokers", "k:9092"])
+            .unwrap()
+            .args;
+        let dir =
+            std::env::temp_dir().join(format!("anomaly-detect-poison-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = StoreWriter::new(
+            dir.join("events.db").to_string_lossy(),
+            telemetry::Health::default(),
+        );
+        let plan = BaselinePlan {
+            samples: 1000,
+            detector: DetectorKind::Pca,
+            config: anomaly_model::TrainingConfig::default(),
+            model_dir: dir.join("model"),
+            retrain_every: None,
+            idle_host_ms: 0,
+        };
+        let state = DetectorState::baseline(MetricSchema::host(), EventRule::default(), plan);
+        let sink = DetectorSink::new(state, store, None, telemetry::Health::default());
+        let mut driver = TestDriver::new(topology(&args, PostcardCodec, sink.clone()).unwrap());
+
+        let now = chrono::Utc::now().timestamp_millis();
+        let send = |driver: &mut TestDriver, host: &str, sample: Sample| {
+            driver
+                .send(
+                    "metrics",
+                    0,
+                    &host.to_string(),
+                    &sample,
+                    sample.timestamp_ms,
+                )
+                .unwrap();
+        };
+        send(
+            &mut driver,
+            "web-1",
+            Sample::new("web-1", now, vec![1.0; 7]),
+        );
+        send(
+            &mut driver,
+            "web-1",
+            Sample::new("web-1", now, vec![1.0; 3]),
+        );
+        let mut broken = vec![1.0; 7];
+        broken[2] = f64::NAN;
+        send(&mut driver, "web-1", Sample::new("web-1", now, broken));
+        let long = "h".repeat(300);
+        send(
+            &mut driver,
+            &long,
+            Sample::new(long.clone(), now, vec![1.0; 7]),
+        );
+        let old = now - 8 * 86_400_000;
+        send(
+            &mut driver,
+            "web-1",
+            Sample::new("web-1", old, vec![1.0; 7]),
+        );
+        let ahead = now + 3_600_000;
+        send(
+            &mut driver,
+            "web-1",
+            Sample::new("web-1", ahead, vec![1.0; 7]),
+        );
+        driver
+            .send_raw("metrics", 0, Some(b"web-1"), &vec![0u8; 70_000], now)
+            .unwrap();
+        driver
+            .send_raw("metrics", 0, Some(b"web-1"), b"\xff", now)
+            .unwrap();
+        send(
+            &mut driver,
+            "web-2",
+            Sample::new("web-2", now, vec![2.0; 7]),
+        );
+
+        let reasons: Vec<String> = driver
+            .dead_letters()
+            .iter()
+            .map(|m| m.header(DLQ_REASON_HEADER).unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "wrong_width",
+                "non_finite",
+                "entity_name",
+                "timestamp",
+                "timestamp",
+                "oversized",
+                "undecodable"
+            ]
+        );
+        assert_eq!(sink.counters().samples, 2, "only the valid samples");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -24,6 +24,8 @@ pub const ANOMALIES_TOTAL: &str = "anomaly_detector_anomalies_total";
 pub const OPEN_EVENTS: &str = "anomaly_detector_open_events";
 /// Gauge: hosts with a window in memory.
 pub const TRACKED_HOSTS: &str = "anomaly_detector_tracked_hosts";
+/// Counter: hosts forgotten because they sent nothing for `--idle-host-timeout`.
+pub const EVICTED_HOSTS_TOTAL: &str = "anomaly_detector_evicted_hosts_total";
 /// Histogram: seconds from a sample's timestamp to the moment its window was scored.
 pub const END_TO_END_LATENCY_SECONDS: &str = "anomaly_detector_end_to_end_latency_seconds";
 /// Histogram: seconds from the newest sample of the window that opened an anomaly event to the
@@ -49,6 +51,10 @@ pub fn describe() {
     describe_counter!(ANOMALIES_TOTAL, "Anomaly events opened, per host.");
     describe_gauge!(OPEN_EVENTS, "Anomaly events currently open.");
     describe_gauge!(TRACKED_HOSTS, "Hosts with a window in memory.");
+    describe_counter!(
+        EVICTED_HOSTS_TOTAL,
+        "Hosts forgotten because they sent nothing for the idle-host timeout."
+    );
     describe_histogram!(
         END_TO_END_LATENCY_SECONDS,
         Unit::Seconds,

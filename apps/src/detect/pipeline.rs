@@ -43,6 +43,8 @@ struct HostState {
     settling: usize,
     /// The smoothed score of the host's latest window (NaN before its first).
     latest_score: f64,
+    /// Event time of the host's newest sample.
+    last_ms: i64,
 }
 
 /// Scores samples of many hosts with one model.
@@ -53,8 +55,15 @@ pub struct LiveScorer {
     /// operator works on the integer (twice as fast as on names).
     ids: HashMap<String, u32>,
     windows: RowWindows<u32>,
-    /// Per-host state, by index; hosts are never forgotten while the scorer lives.
-    hosts: Vec<HostState>,
+    /// Per-host state, by index; `None` for an index freed by eviction, reused by the next new
+    /// host (see [`LiveScorer::with_idle_eviction`]).
+    hosts: Vec<Option<HostState>>,
+    free_ids: Vec<u32>,
+    /// Hosts silent for this long in event time are forgotten; 0 never.
+    idle_host_ms: i64,
+    /// The newest sample time seen, and when (in it) idle hosts are next looked for.
+    newest_ms: i64,
+    next_eviction_ms: i64,
     scaled: Vec<f32>,
     /// The window's per-metric errors.
     errors: Vec<f32>,
@@ -65,6 +74,8 @@ pub struct LiveScorer {
     pub non_finite_values: u64,
     /// Values clipped because they were far outside the training range, since start.
     pub clipped_values: u64,
+    /// Hosts forgotten because they fell silent, since start.
+    pub evicted_hosts: u64,
 }
 
 impl LiveScorer {
@@ -79,13 +90,27 @@ impl LiveScorer {
             ids: HashMap::new(),
             windows,
             hosts: Vec::new(),
+            free_ids: Vec::new(),
+            idle_host_ms: 0,
+            newest_ms: i64::MIN,
+            next_eviction_ms: i64::MIN,
             scaled: vec![0.0; shape.dims],
             errors: vec![0.0; shape.dims],
             shares: vec![0.0; shape.dims],
             disturbed_until_ms: i64::MIN,
             non_finite_values: 0,
             clipped_values: 0,
+            evicted_hosts: 0,
         })
+    }
+
+    /// Forgets hosts that sent nothing for `idle_ms` of event time (their window, scoring state
+    /// and name), so a fleet whose hosts come and go holds only the live ones; an event still
+    /// open on such a host closes where it last exceeded. Looked for every tenth of `idle_ms` of
+    /// event time, so replaying the same input evicts at the same samples. 0 never forgets.
+    pub fn with_idle_eviction(mut self, idle_ms: i64) -> Self {
+        self.idle_host_ms = idle_ms.max(0);
+        self
     }
 
     /// The model in use.
@@ -102,20 +127,26 @@ impl LiveScorer {
     pub fn in_event(&self, host: &str) -> bool {
         self.ids
             .get(host)
-            .is_some_and(|&id| self.hosts[id as usize].open.is_some())
+            .and_then(|&id| self.hosts[id as usize].as_ref())
+            .is_some_and(|h| h.open.is_some())
     }
 
     /// Every host's latest smoothed score, for gauges refreshed on a timer rather than per window.
     pub fn latest_scores(&self) -> impl Iterator<Item = (&str, f64)> {
         self.hosts
             .iter()
+            .flatten()
             .filter(|h| !h.latest_score.is_nan())
             .map(|h| (h.name.as_str(), h.latest_score))
     }
 
     /// Events currently open.
     pub fn open_events(&self) -> usize {
-        self.hosts.iter().filter(|h| h.open.is_some()).count()
+        self.hosts
+            .iter()
+            .flatten()
+            .filter(|h| h.open.is_some())
+            .count()
     }
 
     /// Marks every sample stamped at or before `until_ms` as disturbed by the detector itself:
@@ -132,16 +163,51 @@ impl LiveScorer {
         if let Some(&id) = self.ids.get(host) {
             return Ok(id);
         }
-        let id = u32::try_from(self.hosts.len()).context("more than 2^32 hosts")?;
-        self.hosts.push(HostState {
+        let state = HostState {
             name: host.to_string(),
             detector: HostDetector::new(&self.model, self.rule)?,
             open: None,
             settling: 0,
             latest_score: f64::NAN,
-        });
+            last_ms: i64::MIN,
+        };
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.hosts[id as usize] = Some(state);
+                id
+            }
+            None => {
+                let id = u32::try_from(self.hosts.len()).context("more than 2^32 hosts")?;
+                self.hosts.push(Some(state));
+                id
+            }
+        };
         self.ids.insert(host.to_string(), id);
         Ok(id)
+    }
+
+    /// Forgets every host whose newest sample is more than `idle_host_ms` older than the newest
+    /// sample seen; an open event closes first (its closing update goes to `out`).
+    fn evict_idle(&mut self, out: &mut Vec<Detection>) {
+        let oldest_kept = self.newest_ms.saturating_sub(self.idle_host_ms);
+        for id in 0..self.hosts.len() {
+            let idle = self.hosts[id]
+                .as_ref()
+                .is_some_and(|h| h.last_ms < oldest_kept);
+            if !idle {
+                continue;
+            }
+            let host = self.hosts[id].take().expect("checked above");
+            if let Some(mut anomaly) = host.open {
+                anomaly.closed = true;
+                out.push(Detection::Event(anomaly));
+            }
+            let id = id as u32;
+            self.ids.remove(&host.name);
+            self.windows.evict(&id);
+            self.free_ids.push(id);
+            self.evicted_hosts += 1;
+        }
     }
 
     /// Handles one sample; what it led to is appended to `out`. A sample of the wrong width is an
@@ -150,12 +216,22 @@ impl LiveScorer {
         let flags = self.model.scale_row(&sample.values, &mut self.scaled)?;
         self.non_finite_values += flags.non_finite_count() as u64;
         self.clipped_values += flags.clipped_count() as u64;
+        if self.idle_host_ms > 0 && sample.timestamp_ms > self.newest_ms {
+            self.newest_ms = sample.timestamp_ms;
+            if self.newest_ms >= self.next_eviction_ms {
+                self.evict_idle(out);
+                self.next_eviction_ms = self.newest_ms + (self.idle_host_ms / 10).max(1);
+            }
+        }
         let id = self.host_id(&sample.entity)?;
-        if sample.timestamp_ms <= self.disturbed_until_ms {
+        let settling = self.model.shape().window + self.model.manifest().smoothing.max(1) - 1;
+        let disturbed = sample.timestamp_ms <= self.disturbed_until_ms;
+        let host = self.hosts[id as usize].as_mut().expect("a live id");
+        host.last_ms = host.last_ms.max(sample.timestamp_ms);
+        if disturbed {
             // The windows that hold this sample (this one and the next `window - 1`) stay away
             // from the tracker, and so do the `smoothing - 1` after them that still average it in.
-            let settling = self.model.shape().window + self.model.manifest().smoothing.max(1) - 1;
-            self.hosts[id as usize].settling = settling;
+            host.settling = settling;
         }
         let Some(window) = self
             .windows
@@ -166,7 +242,7 @@ impl LiveScorer {
         let (start_ms, end_ms) = (window.start_timestamp_ms, window.end_timestamp_ms);
         self.model.metric_errors(window.values, &mut self.errors)?;
         let threshold = self.model.manifest().threshold;
-        let host = &mut self.hosts[id as usize];
+        let host = self.hosts[id as usize].as_mut().expect("a live id");
         if host.settling > 0 {
             host.settling -= 1;
             let score = host.detector.observe_disturbed(&self.model, &self.errors);
@@ -427,6 +503,46 @@ mod tests {
         assert_eq!(live.len(), evaluated.len());
         assert_eq!(live, evaluated);
         assert!(!events(&out).is_empty(), "the burst opens an event");
+    }
+
+    #[test]
+    fn silent_hosts_are_forgotten_and_an_event_still_open_on_them_closes() {
+        let mut s = scorer().with_idle_eviction(60_000);
+        let mut out = Vec::new();
+        // `gone` sends a burst and then nothing; new hosts keep arriving, one a second.
+        for i in 3000..3030 {
+            let mut row = normal_row(i);
+            row[1] = 97.0;
+            s.on_sample(&Sample::new("gone", i as i64 * 1000, row), &mut out)
+                .unwrap();
+        }
+        assert!(s.in_event("gone"), "{:?}", events(&out));
+        for i in 3030..4000 {
+            let host = format!("churn-{}", i % 300 + (i / 300) * 1000);
+            for step in 0..10 {
+                s.on_sample(
+                    &Sample::new(host.clone(), (i * 10 + step) as i64 * 100, normal_row(i)),
+                    &mut out,
+                )
+                .unwrap();
+            }
+        }
+        // Hosts of the last minute of event time stay (at most ~61 of them); older ones went.
+        assert!(
+            s.tracked_hosts() <= 70,
+            "{} hosts tracked",
+            s.tracked_hosts()
+        );
+        assert!(s.evicted_hosts > 800, "{} evicted", s.evicted_hosts);
+        assert!(!s.in_event("gone"));
+        let gone: Vec<_> = events(&out)
+            .into_iter()
+            .filter(|a| a.entity == "gone")
+            .collect();
+        assert_eq!(gone.len(), 2, "opened, then closed on eviction: {gone:?}");
+        assert!(gone[1].closed);
+        // Ids are reused: the per-host slab stays the size of the live set.
+        assert!(s.hosts.len() <= 80, "{} slots", s.hosts.len());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The detector as a sink of the sample stream: every batch goes through the detector state, and
 //! the anomaly events it yields are written to the store and the anomalies topic before the batch
 //! is acknowledged, so the source offsets behind them are committed only then (at-least-once; the
-//! store's upsert makes a replay harmless).
+//! store's upsert makes a replay harmless). An unreachable store or broker does not stop the
+//! detector: the write is retried with backoff until it succeeds, consumption waits meanwhile, and
+//! `/health` reports the problem.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +16,14 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use super::metric_names as m;
 use super::pipeline::Detection;
 use super::state::{DetectorState, Progress};
-use crate::store::{AnomalyRow, Store};
+use crate::store::{AnomalyRow, StoreWriter};
+use crate::telemetry::Health;
+
+/// The `/health` component a delivery problem on the anomalies topic is reported under.
+const TOPIC_COMPONENT: &str = "anomalies topic";
+/// Backoff between delivery attempts to the anomalies topic: from the first to the longest.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const LONGEST_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Where anomaly events go besides the store.
 pub struct EventTopic {
@@ -43,18 +52,26 @@ pub struct DetectorCounters {
 #[derive(Clone)]
 pub struct DetectorSink {
     state: Arc<Mutex<DetectorState>>,
-    store: Arc<Mutex<Store>>,
+    store: Arc<StoreWriter>,
     events: Option<Arc<EventTopic>>,
+    health: Health,
     counters: Arc<Mutex<DetectorCounters>>,
 }
 
 impl DetectorSink {
-    /// A sink driving `state`, writing events to `store` and, when given, to `events`.
-    pub fn new(state: DetectorState, store: Store, events: Option<EventTopic>) -> Self {
+    /// A sink driving `state`, writing events to `store` and, when given, to `events`, and
+    /// reporting delivery problems to `health`.
+    pub fn new(
+        state: DetectorState,
+        store: StoreWriter,
+        events: Option<EventTopic>,
+        health: Health,
+    ) -> Self {
         Self {
             state: Arc::new(Mutex::new(state)),
-            store: Arc::new(Mutex::new(store)),
+            store: Arc::new(store),
             events: events.map(Arc::new),
+            health,
             counters: Arc::new(Mutex::new(DetectorCounters::default())),
         }
     }
@@ -115,6 +132,7 @@ impl DetectorSink {
                 }
                 let manifest = s.model().manifest();
                 metrics::gauge!(m::TRACKED_HOSTS).set(s.tracked_hosts() as f64);
+                metrics::counter!(m::EVICTED_HOSTS_TOTAL).absolute(s.evicted_hosts);
                 metrics::gauge!(m::OPEN_EVENTS).set(s.open_events() as f64);
                 metrics::gauge!(m::THRESHOLD).set(manifest.threshold);
                 metrics::gauge!(m::MODEL_INFO, m::MODEL_VERSION => manifest.model_version.clone())
@@ -187,37 +205,26 @@ impl DetectorSink {
             return Ok(());
         }
         let rows: Vec<AnomalyRow> = events.iter().map(AnomalyRow::from).collect();
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || store.lock().expect("store lock").upsert(&rows))
-            .await
-            .map_err(|e| sink_error(format!("store task: {e}")))?
-            .map_err(|e| sink_error(format!("{e:#}")))?;
+        self.store.upsert(rows).await;
         if let Some(topic) = &self.events {
-            // Every event is enqueued before any delivery is awaited, so a batch with many
-            // events costs one broker round trip, not one per event.
-            let mut deliveries = Vec::with_capacity(events.len());
-            for anomaly in &events {
-                let payload = serde_json::to_vec(anomaly).map_err(|e| sink_error(e.to_string()))?;
-                let record = FutureRecord::to(&topic.topic)
-                    .key(&anomaly.entity)
-                    .payload(&payload);
-                match topic.producer.send_result(record) {
-                    Ok(delivery) => deliveries.push(delivery),
-                    // The producer's queue is full: wait for what is in flight, then send this
-                    // one the patient way.
-                    Err((_, record)) => {
-                        await_deliveries(std::mem::take(&mut deliveries)).await?;
-                        topic
-                            .producer
-                            .send(record, Duration::from_secs(30))
-                            .await
-                            .map_err(|(e, _)| {
-                                sink_error(format!("cannot publish an anomaly: {e}"))
-                            })?;
+            let mut backoff = FIRST_BACKOFF;
+            loop {
+                match deliver(topic, &events).await {
+                    Ok(()) => {
+                        self.health.recovered(TOPIC_COMPONENT);
+                        break;
+                    }
+                    Err(e) => {
+                        // Redelivery may duplicate an event on the topic; consumers
+                        // deduplicate on (host, window start, model version).
+                        let problem = e.to_string();
+                        tracing::warn!(error = %problem, retry_in_ms = backoff.as_millis() as u64, "cannot publish anomaly events; consumption waits");
+                        self.health.problem(TOPIC_COMPONENT, problem);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(LONGEST_BACKOFF);
                     }
                 }
             }
-            await_deliveries(deliveries).await?;
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         for opened in events.iter().filter(|a| !a.closed) {
@@ -226,6 +233,32 @@ impl DetectorSink {
         }
         Ok(())
     }
+}
+
+/// Publishes `events` on `topic`, keyed by host: every event is enqueued before any delivery is
+/// awaited, so a batch with many events costs one broker round trip, not one per event.
+async fn deliver(topic: &EventTopic, events: &[Anomaly]) -> anomaly_stream::Result<()> {
+    let mut deliveries = Vec::with_capacity(events.len());
+    for anomaly in events {
+        let payload = serde_json::to_vec(anomaly).map_err(|e| sink_error(e.to_string()))?;
+        let record = FutureRecord::to(&topic.topic)
+            .key(&anomaly.entity)
+            .payload(&payload);
+        match topic.producer.send_result(record) {
+            Ok(delivery) => deliveries.push(delivery),
+            // The producer's queue is full: wait for what is in flight, then send this one the
+            // patient way.
+            Err((_, record)) => {
+                await_deliveries(std::mem::take(&mut deliveries)).await?;
+                topic
+                    .producer
+                    .send(record, Duration::from_secs(30))
+                    .await
+                    .map_err(|(e, _)| sink_error(format!("cannot publish an anomaly: {e}")))?;
+            }
+        }
+    }
+    await_deliveries(deliveries).await
 }
 
 /// Waits for every delivery report; the first failure is the error.

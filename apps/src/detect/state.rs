@@ -37,6 +37,9 @@ pub struct BaselinePlan {
     /// Retrain on the rolling baseline (the latest `samples` normal samples) after this many
     /// samples scored; `None` never retrains.
     pub retrain_every: Option<usize>,
+    /// Hosts that sent nothing for this long (event time, ms) are forgotten by the live scorer;
+    /// 0 never (see [`LiveScorer::with_idle_eviction`]).
+    pub idle_host_ms: i64,
 }
 
 enum Phase {
@@ -90,7 +93,8 @@ impl DetectorState {
     /// A detector that uses `model` from the start.
     pub fn live(model: Model, rule: EventRule, plan: BaselinePlan) -> anyhow::Result<Self> {
         let schema = model.manifest().schema.clone();
-        let phase = Phase::Live(Box::new(LiveScorer::new(model, rule)?));
+        let scorer = LiveScorer::new(model, rule)?.with_idle_eviction(plan.idle_host_ms);
+        let phase = Phase::Live(Box::new(scorer));
         Ok(Self::with_phase(phase, schema, rule, plan))
     }
 
@@ -250,7 +254,8 @@ impl DetectorState {
             waiting = pending.len(),
             "model trained; detecting"
         );
-        let mut scorer = LiveScorer::new(model, self.rule)?;
+        let mut scorer =
+            LiveScorer::new(model, self.rule)?.with_idle_eviction(self.plan.idle_host_ms);
         // What was measured while the model trained (the samples that waited, and the next one
         // of each host, whose measurement interval began during training) may show training's
         // own CPU burst.
@@ -283,7 +288,9 @@ impl DetectorState {
                     threshold = model.manifest().threshold,
                     "retrained model in use"
                 );
-                self.phase = Phase::Live(Box::new(LiveScorer::new(model, self.rule)?));
+                let scorer =
+                    LiveScorer::new(model, self.rule)?.with_idle_eviction(self.plan.idle_host_ms);
+                self.phase = Phase::Live(Box::new(scorer));
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "retraining failed; keeping the model in use")
@@ -341,6 +348,7 @@ mod tests {
             config: TrainingConfig::default(),
             model_dir: dir.to_path_buf(),
             retrain_every,
+            idle_host_ms: 0,
         }
     }
 

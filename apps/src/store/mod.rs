@@ -6,6 +6,9 @@
 
 pub mod postgres_schema;
 pub mod sqlite_schema;
+pub mod writer;
+
+pub use writer::StoreWriter;
 
 use anomaly_core::Anomaly;
 use anyhow::Context;
@@ -21,6 +24,42 @@ use serde::{Deserialize, Serialize};
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 /// The SQLite migrations.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// The key of the PostgreSQL advisory lock migrations run under ("anomaly" in ASCII, truncated):
+/// any constant every instance agrees on.
+const MIGRATION_LOCK: i64 = 0x0061_6e6f_6d61_6c79;
+
+/// `url` with its password replaced by `***`, for logs and errors: `postgres://u:pw@h/db` ->
+/// `postgres://u:***@h/db`, and a `password=` query parameter likewise. Anything else is returned
+/// as it is.
+pub fn redact_url(url: &str) -> String {
+    let mut redacted = url.to_string();
+    if let Some(scheme_end) = redacted.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = redacted[authority_start..]
+            .find(['/', '?'])
+            .map_or(redacted.len(), |i| authority_start + i);
+        if let Some(at) = redacted[authority_start..authority_end].rfind('@') {
+            let userinfo = authority_start..authority_start + at;
+            if let Some(colon) = redacted[userinfo.clone()].find(':') {
+                redacted.replace_range(userinfo.start + colon + 1..userinfo.end, "***");
+            }
+        }
+    }
+    if let Some(query_start) = redacted.find('?') {
+        let (head, query) = redacted.split_at(query_start + 1);
+        let query = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        redacted = format!("{head}{query}");
+    }
+    redacted
+}
 
 /// An anomaly event as stored.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize, Deserialize)]
@@ -91,15 +130,25 @@ pub enum Store {
 impl Store {
     /// Opens `url` and applies pending migrations: `postgres://...` or `postgresql://...` for
     /// PostgreSQL, anything else is an SQLite file path (`sqlite://` prefix optional).
+    ///
+    /// Instances that start together against a fresh database take turns: PostgreSQL migrations
+    /// run under an advisory lock. No error names the password of `url` (see [`redact_url`]).
     pub fn open(url: &str) -> anyhow::Result<Self> {
         let migrate = |e: Box<dyn std::error::Error + Send + Sync>| {
             anyhow::anyhow!("cannot apply migrations: {e}")
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let mut conn = PgConnection::establish(url)
-                .with_context(|| format!("cannot connect to PostgreSQL at {url}"))?;
-            conn.run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map_err(migrate)?;
+                .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_url(url)))?;
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .execute(&mut conn)
+                .context("cannot take the migration lock")?;
+            let migrated = conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
+            // The lock is the session's: released here, or by PostgreSQL if the process dies.
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                .execute(&mut conn)
+                .context("cannot release the migration lock")?;
+            migrated.map_err(migrate)?;
             Ok(Self::Postgres(conn))
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -198,5 +247,27 @@ impl Store {
                     .collect()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        assert_eq!(
+            redact_url("postgres://app:s3cr:et@db.internal:5432/anomalies"),
+            "postgres://app:***@db.internal:5432/anomalies"
+        );
+        assert_eq!(
+            redact_url("postgresql://app:pw@db/x?sslmode=require&password=pw2"),
+            "postgresql://app:***@db/x?sslmode=require&password=***"
+        );
+        // No password: nothing to hide, nothing changed.
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_url("anomalies.db"), "anomalies.db");
+        // An @ in the path is not a user.
+        assert_eq!(redact_url("postgres://db/x@y"), "postgres://db/x@y");
     }
 }

@@ -1,0 +1,118 @@
+//! Writes to the event store that survive the store's outages: a write that fails or hangs is
+//! retried, with backoff, on a fresh connection, until it succeeds. Meanwhile the caller waits,
+//! which is what pauses consumption (the stream runtime commits nothing a sink has not
+//! acknowledged), and `/health` says why.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{AnomalyRow, Store, redact_url};
+use crate::telemetry::Health;
+
+/// The `/health` component a store problem is reported under.
+const COMPONENT: &str = "database";
+/// A write (connecting included) that has not finished by then is abandoned and retried on a
+/// new connection: a store that hangs must not stall the detector silently.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Abandoned writes still blocked inside the database client; while this many are, no new
+/// attempt starts (each holds a thread and a connection until the server answers or dies).
+const MAX_STUCK_WRITES: usize = 4;
+/// Backoff between attempts: from the first to the longest, doubling.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const LONGEST_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A connection slot: `None` until connected, and again after a failure.
+type Slot = Arc<Mutex<Option<Store>>>;
+
+/// The detector's way to the event store; see the module documentation.
+pub struct StoreWriter {
+    url: String,
+    slot: Mutex<Slot>,
+    stuck: Arc<AtomicUsize>,
+    health: Health,
+}
+
+impl StoreWriter {
+    /// A writer for the store at `url` (see [`Store::open`]); it connects on first use.
+    pub fn new(url: impl Into<String>, health: Health) -> Self {
+        Self {
+            url: url.into(),
+            slot: Mutex::new(Arc::new(Mutex::new(None))),
+            stuck: Arc::new(AtomicUsize::new(0)),
+            health,
+        }
+    }
+
+    /// Connects now (applying migrations), so that a misconfigured store shows at start; on
+    /// failure the error is returned and later writes keep trying.
+    pub async fn connect(&self) -> anyhow::Result<()> {
+        self.attempt(Vec::new()).await
+    }
+
+    /// Writes `rows` (see [`Store::upsert`]), retrying until the store takes them.
+    pub async fn upsert(&self, rows: Vec<AnomalyRow>) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.attempt(rows.clone()).await {
+                Ok(()) => {
+                    self.health.recovered(COMPONENT);
+                    return;
+                }
+                Err(e) => {
+                    let problem = format!("{e:#}");
+                    tracing::warn!(
+                        error = %problem,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "cannot write anomaly events; consumption waits"
+                    );
+                    self.health.problem(COMPONENT, problem);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(LONGEST_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// One write on the current connection (made first if there is none), bounded by
+    /// [`WRITE_TIMEOUT`]; a failed connection is dropped, a hung one abandoned.
+    async fn attempt(&self, rows: Vec<AnomalyRow>) -> anyhow::Result<()> {
+        if self.stuck.load(Ordering::SeqCst) >= MAX_STUCK_WRITES {
+            anyhow::bail!(
+                "{MAX_STUCK_WRITES} earlier writes are still blocked in the database client (the server hangs)"
+            );
+        }
+        let slot = Arc::clone(&self.slot.lock().unwrap_or_else(|e| e.into_inner()));
+        let url = self.url.clone();
+        let stuck = Arc::clone(&self.stuck);
+        stuck.fetch_add(1, Ordering::SeqCst);
+        let write = tokio::task::spawn_blocking(move || {
+            let result = (|| {
+                let mut connection = slot.lock().unwrap_or_else(|e| e.into_inner());
+                if connection.is_none() {
+                    *connection = Some(Store::open(&url)?);
+                }
+                let written = connection.as_mut().expect("connected above").upsert(&rows);
+                if written.is_err() {
+                    // A broken connection stays broken: the next attempt reconnects.
+                    *connection = None;
+                }
+                written
+            })();
+            stuck.fetch_sub(1, Ordering::SeqCst);
+            result
+        });
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(anyhow::anyhow!("the store task failed: {join}")),
+            Err(_) => {
+                // The blocked task keeps its connection; later attempts get a fresh one.
+                *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(Mutex::new(None));
+                Err(anyhow::anyhow!(
+                    "no answer from {} within {WRITE_TIMEOUT:?}",
+                    redact_url(&self.url)
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! A database outage under a running detector: a private PostgreSQL cluster (its own `initdb`
+//! on a free port, so stopping it touches nothing else) is cut with `pg_ctl stop -m immediate`
+//! while an anomaly is being detected. The detector process must not exit, must say why on
+//! `/health` (503), must name no password anywhere, and once the server is back must store the
+//! event exactly once.
+
+mod support;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anomaly_core::Sample;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+const PASSWORD: &str = "never-print-me";
+
+/// A PostgreSQL cluster of this test's own, stopped and removed when dropped.
+struct PrivatePostgres {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(support::unique_name("pg_outage"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("chown")
+            .args(["postgres:postgres", dir.to_str().unwrap()])
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown the cluster folder to postgres");
+        let bindir = String::from_utf8(
+            Command::new("pg_config")
+                .arg("--bindir")
+                .output()
+                .expect("pg_config (package postgresql) must be installed")
+                .stdout,
+        )
+        .unwrap();
+        let cluster = Self {
+            dir,
+            port: support::free_port(),
+        };
+        cluster.as_postgres(&format!(
+            "{}/initdb -D {} -A trust -U postgres",
+            bindir.trim(),
+            cluster.data().display()
+        ));
+        cluster.ctl("start");
+        cluster
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// `pg_ctl start` (waiting until it accepts connections) or `pg_ctl stop -m immediate`.
+    fn ctl(&self, action: &str) {
+        let bindir = String::from_utf8(
+            Command::new("pg_config")
+                .arg("--bindir")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let data = self.data();
+        let command = match action {
+            "start" => format!(
+                "{}/pg_ctl -D {} -w -o '-p {} -k {} -c listen_addresses=127.0.0.1' -l {}/log start",
+                bindir.trim(),
+                data.display(),
+                self.port,
+                self.dir.display(),
+                self.dir.display()
+            ),
+            _ => format!(
+                "{}/pg_ctl -D {} -m immediate stop",
+                bindir.trim(),
+                data.display()
+            ),
+        };
+        self.as_postgres(&command);
+    }
+
+    fn as_postgres(&self, command: &str) {
+        let status = Command::new("su")
+            .args(["postgres", "-c", command])
+            .stdout(Stdio::null())
+            .status()
+            .expect("su postgres");
+        assert!(status.success(), "`{command}` failed");
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("su")
+            .args([
+                "postgres",
+                "-c",
+                &format!(
+                    "$(pg_config --bindir)/pg_ctl -D {} -m immediate stop",
+                    self.data().display()
+                ),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The status line's code of `GET /health` on `port`.
+fn health(port: u16) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the detector's HTTP port");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, response)
+}
+
+#[derive(Debug, QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(Debug, QueryableByName)]
+struct Host {
+    #[diesel(sql_type = Text)]
+    host: String,
+}
+
+fn produce(producer: &FutureProducer, topic: &str, samples: &[Sample]) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for sample in samples {
+            let payload = serde_json::to_vec(sample).unwrap();
+            producer
+                .send(
+                    FutureRecord::to(topic)
+                        .key(&sample.entity)
+                        .payload(&payload),
+                    Duration::from_secs(15),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("delivery failed: {e}"));
+        }
+    });
+}
+
+fn wait_for(what: &str, limit: Duration, log: &Path, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {limit:?}\n--- detector log ---\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_detector_waits_out_a_database_outage_and_stores_the_event_once_it_is_back() {
+    let postgres = PrivatePostgres::start();
+    let brokers = support::kafka_brokers();
+    let topic = support::unique_name("outage_metrics");
+    let (anomalies, dead) = (
+        support::unique_name("outage_anomalies"),
+        support::unique_name("outage_dead"),
+    );
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(support::create_topics(
+            &brokers,
+            &[&topic, &anomalies, &dead],
+            1,
+        ));
+    let dir = std::env::temp_dir().join(support::unique_name("outage"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model_dir = dir.join("model");
+    support::save_reference_model(&model_dir);
+    let log = dir.join("detector.log");
+    let port = support::free_port();
+    let output = || -> Stdio {
+        File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap()
+            .into()
+    };
+    let mut detector = support::spawn(
+        env!("CARGO_BIN_EXE_anomaly"),
+        &[
+            "detect",
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--anomalies-topic",
+            &anomalies,
+            "--dead-letter-topic",
+            &dead,
+            "--group",
+            &support::unique_name("outage_detector"),
+            "--database-url",
+            &postgres.url(),
+            "--model-dir",
+            model_dir.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        output,
+    );
+    wait_for("a healthy start", Duration::from_secs(30), &log, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok() && health(port).0 == 200
+    });
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let sample = |i: usize, anomalous: bool| {
+        let mut values = anomaly_core::synthetic::cyclic_host_row(3000 + i as u64).to_vec();
+        if anomalous {
+            values[1] = 97.0;
+        }
+        Sample::new("web-1", now - 600_000 + i as i64 * 1000, values)
+    };
+    // A normal stretch, stored nowhere (nothing to store), then the cut, then the anomaly.
+    produce(
+        &producer,
+        &topic,
+        &(0..100).map(|i| sample(i, false)).collect::<Vec<_>>(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    postgres.ctl("stop");
+    produce(
+        &producer,
+        &topic,
+        &(100..160)
+            .map(|i| sample(i, (110..140).contains(&i)))
+            .collect::<Vec<_>>(),
+    );
+
+    wait_for(
+        "/health answering 503",
+        Duration::from_secs(30),
+        &log,
+        || health(port).0 == 503,
+    );
+    let (_, body) = health(port);
+    assert!(body.contains("database"), "{body}");
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(
+        detector.0.try_wait().unwrap().is_none(),
+        "the detector exited during the outage:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(health(port).0, 503);
+
+    postgres.ctl("start");
+    wait_for(
+        "/health answering 200 again",
+        Duration::from_secs(60),
+        &log,
+        || health(port).0 == 200,
+    );
+    let mut connection = PgConnection::establish(&postgres.url()).unwrap();
+    let rows: Vec<Host> = diesel::sql_query("SELECT host FROM anomalies")
+        .load(&mut connection)
+        .unwrap();
+    assert_eq!(rows.len(), 1, "exactly the one event: {rows:?}");
+    assert_eq!(rows[0].host, "web-1");
+    let Count { n } = diesel::sql_query("SELECT count(*) AS n FROM anomalies")
+        .get_result(&mut connection)
+        .unwrap();
+    assert_eq!(n, 1);
+
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logged.contains(PASSWORD),
+        "the password appears in the log:\n{logged}"
+    );
+    assert!(
+        logged.contains("127.0.0.1"),
+        "the log names the unreachable server"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
