@@ -170,6 +170,13 @@ pub async fn run_until(
     let config = super::training_config(args.config.as_deref())?;
     let rule = EventRule::new(args.event_over, args.event_windows, args.event_quiet)?
         .confirmed(args.event_confirm, args.event_sustain)?;
+    // Refused up front: otherwise the mistake shows only after the whole baseline was collected.
+    let needed = config.min_training_rows();
+    anyhow::ensure!(
+        args.baseline_samples >= needed,
+        "--baseline-samples {} is too few: training needs at least {needed}",
+        args.baseline_samples
+    );
     let plan = BaselinePlan {
         samples: args.baseline_samples,
         detector: args.detector,
