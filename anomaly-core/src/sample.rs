@@ -69,6 +69,11 @@ impl SampleLimits {
                 limit: self.max_entity_bytes,
             });
         }
+        // A NUL byte is refused by PostgreSQL on every write, and control characters corrupt
+        // log lines and metric labels: such a name could never be stored or shown.
+        if sample.entity.chars().any(char::is_control) {
+            return Err(SampleProblem::EntityControl);
+        }
         let ahead = sample.timestamp_ms.saturating_sub(now_ms);
         let behind = now_ms.saturating_sub(sample.timestamp_ms);
         if ahead > self.max_lead_ms || behind > self.max_age_ms {
@@ -103,6 +108,8 @@ pub enum SampleProblem {
         /// The limit.
         limit: usize,
     },
+    /// An entity name holding a control character (NUL, newline, escape...).
+    EntityControl,
     /// An event time too far ahead of or behind the receiver's clock.
     Timestamp {
         /// The sample's.
@@ -118,7 +125,7 @@ impl SampleProblem {
         match self {
             Self::WrongWidth { .. } => "wrong_width",
             Self::NonFinite { .. } => "non_finite",
-            Self::EntityName { .. } => "entity_name",
+            Self::EntityName { .. } | Self::EntityControl => "entity_name",
             Self::Timestamp { .. } => "timestamp",
         }
     }
@@ -134,13 +141,14 @@ impl std::fmt::Display for SampleProblem {
             Self::EntityName { bytes, limit } => {
                 write!(f, "entity name of {bytes} bytes (1 to {limit} accepted)")
             }
+            Self::EntityControl => write!(f, "entity name with a control character"),
             Self::Timestamp {
                 timestamp_ms,
                 now_ms,
             } => write!(
                 f,
                 "timestamp {timestamp_ms} ms is {} s from the receiver's clock",
-                (timestamp_ms - now_ms) / 1000
+                timestamp_ms.saturating_sub(now_ms) / 1000
             ),
         }
     }
@@ -168,6 +176,12 @@ mod tests {
             "non_finite"
         );
         assert_eq!(reason(Sample::new("", NOW, vec![1.0, 2.0])), "entity_name");
+        for name in ["web\u{0}1", "web-1\n", "\u{1b}[31mweb"] {
+            assert_eq!(
+                reason(Sample::new(name, NOW, vec![1.0, 2.0])),
+                "entity_name"
+            );
+        }
         assert_eq!(
             reason(Sample::new("h".repeat(254), NOW, vec![1.0, 2.0])),
             "entity_name"
@@ -180,10 +194,12 @@ mod tests {
             reason(Sample::new("web-1", NOW - 8 * 86_400_000, vec![1.0, 2.0])),
             "timestamp"
         );
-        assert_eq!(
-            reason(Sample::new("web-1", i64::MIN, vec![1.0, 2.0])),
-            "timestamp"
-        );
+        let far_past = limits
+            .check(&Sample::new("web-1", i64::MIN, vec![1.0, 2.0]), NOW)
+            .unwrap_err();
+        assert_eq!(far_past.reason(), "timestamp");
+        // Saying why must not overflow either.
+        assert!(far_past.to_string().contains("from the receiver's clock"));
         // At the limits: accepted.
         assert!(
             limits

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anomaly_core::alerting::EventRule;
@@ -134,7 +135,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -147,8 +148,16 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         .await?;
         tracing::info!(?counters, "detector stopped");
         Ok(())
-    })
+    });
+    // A write abandoned on a hanging database may still block a thread; dropping the runtime
+    // would wait for it forever, so the process could not stop. What it holds was not
+    // acknowledged, so it is consumed again after the restart.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    outcome
 }
+
+/// How long a stopping detector waits for threads still blocked on the store.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// A running detector's view for callers that report on it (the demo).
 pub struct DetectorView<'a> {
@@ -202,11 +211,15 @@ pub async fn run_until(
         DetectorState::baseline(MetricSchema::host(), rule, plan)
     };
     let health = telemetry::Health::default();
-    let store = StoreWriter::new(args.database_url.clone(), health.clone());
+    let store = Arc::new(StoreWriter::new(args.database_url.clone(), health.clone()));
     if let Err(e) = store.connect().await {
         // Not fatal: writes retry until the store answers, and /health says why meanwhile.
         tracing::warn!(error = %format!("{e:#}"), "the event store is unreachable for now");
         health.problem("database", format!("{e:#}"));
+        // Keep trying without waiting for an event to write, so that /health turns 200 as soon
+        // as the store is back.
+        let reconnecting = Arc::clone(&store);
+        tokio::spawn(async move { reconnecting.upsert(Vec::new()).await });
     }
     let producer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
@@ -356,10 +369,10 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("anomaly-detect-poison-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let store = StoreWriter::new(
+        let store = Arc::new(StoreWriter::new(
             dir.join("events.db").to_string_lossy(),
             telemetry::Health::default(),
-        );
+        ));
         let plan = BaselinePlan {
             samples: 1000,
             detector: DetectorKind::Pca,

@@ -43,7 +43,8 @@ struct HostState {
     settling: usize,
     /// The smoothed score of the host's latest window (NaN before its first).
     latest_score: f64,
-    /// Event time of the host's newest sample.
+    /// The fleet's newest event time (or the host's own, if newer) when the host last sent a
+    /// sample: a host catching up on a backlog is not idle, however old its samples are.
     last_ms: i64,
 }
 
@@ -186,8 +187,8 @@ impl LiveScorer {
         Ok(id)
     }
 
-    /// Forgets every host whose newest sample is more than `idle_host_ms` older than the newest
-    /// sample seen; an open event closes first (its closing update goes to `out`).
+    /// Forgets every host that has sent nothing while the fleet's event time moved on by more
+    /// than `idle_host_ms`; an open event closes first (its closing update goes to `out`).
     fn evict_idle(&mut self, out: &mut Vec<Detection>) {
         let oldest_kept = self.newest_ms.saturating_sub(self.idle_host_ms);
         for id in 0..self.hosts.len() {
@@ -227,7 +228,7 @@ impl LiveScorer {
         let settling = self.model.shape().window + self.model.manifest().smoothing.max(1) - 1;
         let disturbed = sample.timestamp_ms <= self.disturbed_until_ms;
         let host = self.hosts[id as usize].as_mut().expect("a live id");
-        host.last_ms = host.last_ms.max(sample.timestamp_ms);
+        host.last_ms = host.last_ms.max(sample.timestamp_ms.max(self.newest_ms));
         if disturbed {
             // The windows that hold this sample (this one and the next `window - 1`) stay away
             // from the tracker, and so do the `smoothing - 1` after them that still average it in.
@@ -543,6 +544,34 @@ mod tests {
         assert!(gone[1].closed);
         // Ids are reused: the per-host slab stays the size of the live set.
         assert!(s.hosts.len() <= 80, "{} slots", s.hosts.len());
+    }
+
+    #[test]
+    fn a_host_catching_up_on_a_backlog_is_not_idle() {
+        let mut s = scorer().with_idle_eviction(60_000);
+        let mut out = Vec::new();
+        // `late` replays samples two hours behind the rest of the fleet, as a collector
+        // emptying its buffer after an outage does: old in event time, yet not silent.
+        for i in 0..600 {
+            let at = i as i64 * 1000;
+            s.on_sample(
+                &Sample::new("live", 7_200_000 + at, normal_row(i)),
+                &mut out,
+            )
+            .unwrap();
+            s.on_sample(&Sample::new("late", at, normal_row(i)), &mut out)
+                .unwrap();
+        }
+        assert_eq!(s.evicted_hosts, 0);
+        assert_eq!(s.tracked_hosts(), 2);
+        // Once it stops sending, it is forgotten like any other.
+        for i in 600..700 {
+            let at = 7_200_000 + i as i64 * 1000;
+            s.on_sample(&Sample::new("live", at, normal_row(i)), &mut out)
+                .unwrap();
+        }
+        assert_eq!(s.evicted_hosts, 1);
+        assert_eq!(s.tracked_hosts(), 1);
     }
 
     #[test]

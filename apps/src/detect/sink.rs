@@ -63,13 +63,13 @@ impl DetectorSink {
     /// reporting delivery problems to `health`.
     pub fn new(
         state: DetectorState,
-        store: StoreWriter,
+        store: Arc<StoreWriter>,
         events: Option<EventTopic>,
         health: Health,
     ) -> Self {
         Self {
             state: Arc::new(Mutex::new(state)),
-            store: Arc::new(store),
+            store,
             events: events.map(Arc::new),
             health,
             counters: Arc::new(Mutex::new(DetectorCounters::default())),

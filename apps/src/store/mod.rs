@@ -2,12 +2,16 @@
 //! single machines. Migrations are embedded in the binary and applied when the store opens.
 //!
 //! Events are upserted on (host, window start, model version): an event is written when it
-//! opens and updated when it closes, and replaying the same input never duplicates a row.
+//! opens and updated when it closes, and replaying the same input never duplicates a row. An
+//! update never takes an event back to an earlier end (a late, stale write changes nothing).
 
 pub mod postgres_schema;
+mod redact;
 pub mod sqlite_schema;
 pub mod writer;
 
+pub use redact::redact_url;
+use redact::scrub_password;
 pub use writer::StoreWriter;
 
 use anomaly_core::Anomaly;
@@ -15,6 +19,8 @@ use anyhow::Context;
 use chrono::{DateTime, TimeZone, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
+// Only called by path: with the prelude's `QueryDsl` its `filter` would be ambiguous on tables.
+use diesel::query_dsl::methods::FilterDsl;
 use diesel::sqlite::SqliteConnection;
 use diesel::upsert::excluded;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -28,38 +34,6 @@ pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/
 /// The key of the PostgreSQL advisory lock migrations run under ("anomaly" in ASCII, truncated):
 /// any constant every instance agrees on.
 const MIGRATION_LOCK: i64 = 0x0061_6e6f_6d61_6c79;
-
-/// `url` with its password replaced by `***`, for logs and errors: `postgres://u:pw@h/db` ->
-/// `postgres://u:***@h/db`, and a `password=` query parameter likewise. Anything else is returned
-/// as it is.
-pub fn redact_url(url: &str) -> String {
-    let mut redacted = url.to_string();
-    if let Some(scheme_end) = redacted.find("://") {
-        let authority_start = scheme_end + 3;
-        let authority_end = redacted[authority_start..]
-            .find(['/', '?'])
-            .map_or(redacted.len(), |i| authority_start + i);
-        if let Some(at) = redacted[authority_start..authority_end].rfind('@') {
-            let userinfo = authority_start..authority_start + at;
-            if let Some(colon) = redacted[userinfo.clone()].find(':') {
-                redacted.replace_range(userinfo.start + colon + 1..userinfo.end, "***");
-            }
-        }
-    }
-    if let Some(query_start) = redacted.find('?') {
-        let (head, query) = redacted.split_at(query_start + 1);
-        let query = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        redacted = format!("{head}{query}");
-    }
-    redacted
-}
 
 /// An anomaly event as stored.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize, Deserialize)]
@@ -137,9 +111,28 @@ impl Store {
         let migrate = |e: Box<dyn std::error::Error + Send + Sync>| {
             anyhow::anyhow!("cannot apply migrations: {e}")
         };
+        if let Some((scheme, _)) = url.split_once("://") {
+            anyhow::ensure!(
+                ["postgres", "postgresql", "sqlite"].contains(&scheme),
+                "unsupported database URL {}: use postgres://, postgresql:// or an SQLite file path",
+                redact_url(url)
+            );
+        }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let mut conn = PgConnection::establish(url)
-                .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_url(url)))?;
+            // libpq's message may quote the URL or a piece of it (a badly encoded password, for
+            // one): it is kept only as text with the password taken out.
+            let mut conn = PgConnection::establish(url).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot connect to PostgreSQL at {}: {}",
+                    redact_url(url),
+                    scrub_password(&e.to_string(), url)
+                )
+            })?;
+            // Bounded: an instance that hangs holding the lock must not hang every other one
+            // (the caller retries on a fresh connection).
+            diesel::sql_query("SET lock_timeout = '5s'")
+                .execute(&mut conn)
+                .context("cannot bound the wait for the migration lock")?;
             diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
                 .execute(&mut conn)
                 .context("cannot take the migration lock")?;
@@ -148,6 +141,9 @@ impl Store {
             diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
                 .execute(&mut conn)
                 .context("cannot release the migration lock")?;
+            diesel::sql_query("RESET lock_timeout")
+                .execute(&mut conn)
+                .context("cannot reset the lock timeout")?;
             migrated.map_err(migrate)?;
             Ok(Self::Postgres(conn))
         } else {
@@ -167,7 +163,7 @@ impl Store {
             Self::Postgres(conn) => {
                 use postgres_schema::anomalies::dsl::*;
                 for row in rows {
-                    diesel::insert_into(anomalies)
+                    let upsert = diesel::insert_into(anomalies)
                         .values(row)
                         .on_conflict((host, window_start, model_version))
                         .do_update()
@@ -176,7 +172,10 @@ impl Store {
                             score.eq(excluded(score)),
                             severity.eq(excluded(severity)),
                             top_metrics.eq(excluded(top_metrics)),
-                        ))
+                        ));
+                    // A write abandoned on a hanging server may land after a newer one: it
+                    // must not take the event back to an earlier state.
+                    FilterDsl::filter(upsert, window_end.le(excluded(window_end)))
                         .execute(conn)
                         .context("cannot write anomalies to PostgreSQL")?;
                 }
@@ -194,7 +193,7 @@ impl Store {
                         top_metrics: row.top_metrics.to_string(),
                         model_version: row.model_version.clone(),
                     };
-                    diesel::insert_into(anomalies)
+                    let upsert = diesel::insert_into(anomalies)
                         .values(&row)
                         .on_conflict((host, window_start, model_version))
                         .do_update()
@@ -203,7 +202,8 @@ impl Store {
                             score.eq(excluded(score)),
                             severity.eq(excluded(severity)),
                             top_metrics.eq(excluded(top_metrics)),
-                        ))
+                        ));
+                    FilterDsl::filter(upsert, window_end.le(excluded(window_end)))
                         .execute(conn)
                         .context("cannot write anomalies to SQLite")?;
                 }
@@ -247,27 +247,5 @@ impl Store {
                     .collect()
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_never_survive_redaction() {
-        assert_eq!(
-            redact_url("postgres://app:s3cr:et@db.internal:5432/anomalies"),
-            "postgres://app:***@db.internal:5432/anomalies"
-        );
-        assert_eq!(
-            redact_url("postgresql://app:pw@db/x?sslmode=require&password=pw2"),
-            "postgresql://app:***@db/x?sslmode=require&password=***"
-        );
-        // No password: nothing to hide, nothing changed.
-        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
-        assert_eq!(redact_url("anomalies.db"), "anomalies.db");
-        // An @ in the path is not a user.
-        assert_eq!(redact_url("postgres://db/x@y"), "postgres://db/x@y");
     }
 }

@@ -87,20 +87,18 @@ impl StoreWriter {
         let stuck = Arc::clone(&self.stuck);
         stuck.fetch_add(1, Ordering::SeqCst);
         let write = tokio::task::spawn_blocking(move || {
-            let result = (|| {
-                let mut connection = slot.lock().unwrap_or_else(|e| e.into_inner());
-                if connection.is_none() {
-                    *connection = Some(Store::open(&url)?);
-                }
-                let written = connection.as_mut().expect("connected above").upsert(&rows);
-                if written.is_err() {
-                    // A broken connection stays broken: the next attempt reconnects.
-                    *connection = None;
-                }
-                written
-            })();
-            stuck.fetch_sub(1, Ordering::SeqCst);
-            result
+            // Counted out however the write ends, a panic included.
+            let _in_flight = InFlight(stuck);
+            let mut connection = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if connection.is_none() {
+                *connection = Some(Store::open(&url)?);
+            }
+            let written = connection.as_mut().expect("connected above").upsert(&rows);
+            if written.is_err() {
+                // A broken connection stays broken: the next attempt reconnects.
+                *connection = None;
+            }
+            written
         });
         match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(Ok(result)) => result,
@@ -114,5 +112,14 @@ impl StoreWriter {
                 ))
             }
         }
+    }
+}
+
+/// One write in flight in the blocking pool; see [`MAX_STUCK_WRITES`].
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
