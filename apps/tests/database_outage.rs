@@ -1,8 +1,9 @@
-//! A database outage under a running detector: a private PostgreSQL cluster (its own `initdb`
-//! on a free port, so stopping it touches nothing else) is cut with `pg_ctl stop -m immediate`
-//! while an anomaly is being detected. The detector process must not exit, must say why on
-//! `/health` (503), must name no password anywhere, and once the server is back must store the
-//! event exactly once.
+//! Database outages under a running detector: a private PostgreSQL cluster (its own `initdb` on
+//! a free port, so stopping it touches nothing else) is cut with `pg_ctl stop -m immediate`, or
+//! frozen with SIGSTOP (a server that hangs: connections open but nothing answers), while an
+//! anomaly is being detected. The detector process must not exit, must say why on `/health`
+//! (503), must name no password anywhere, and once the server is back must store the event
+//! exactly once.
 
 mod support;
 
@@ -97,6 +98,29 @@ impl PrivatePostgres {
         self.as_postgres(&command);
     }
 
+    /// Sends `signal` (`STOP` or `CONT`) to the server and every backend it forked; false when
+    /// the server is not running.
+    fn signal_all(&self, signal: &str) -> bool {
+        let Some(postmaster) = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|pid_file| pid_file.lines().next().map(|pid| pid.trim().to_string()))
+        else {
+            return false;
+        };
+        // The shell's own `kill`: no package needed.
+        let kill = |pids: &[String]| {
+            Command::new("sh")
+                .args(["-c", &format!("kill -{signal} {}", pids.join(" "))])
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        // The server first, so that no backend is forked after its children are listed.
+        kill(std::slice::from_ref(&postmaster)) && {
+            let backends = children_of(&postmaster);
+            backends.is_empty() || kill(&backends)
+        }
+    }
+
     fn as_postgres(&self, command: &str) {
         let status = Command::new("su")
             .args(["postgres", "-c", command])
@@ -109,6 +133,8 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
+        // A frozen server (a test that failed mid-way) would ignore the stop below.
+        self.signal_all("CONT");
         let _ = Command::new("su")
             .args([
                 "postgres",
@@ -123,6 +149,22 @@ impl Drop for PrivatePostgres {
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The processes whose parent is `pid`, from /proc.
+fn children_of(pid: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may hold spaces, so split after its `)`.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            (ppid == pid).then_some(name)
+        })
+        .collect()
 }
 
 /// The status line's code of `GET /health` on `port`.
@@ -183,135 +225,185 @@ fn wait_for(what: &str, limit: Duration, log: &Path, mut done: impl FnMut() -> b
     }
 }
 
+/// A reference-model detector running as a process against `postgres` and the shared broker,
+/// its output in `log`.
+struct Scenario {
+    detector: support::Running,
+    port: u16,
+    log: PathBuf,
+    dir: PathBuf,
+    topic: String,
+    producer: FutureProducer,
+    now: i64,
+}
+
+impl Scenario {
+    /// Starts the detector and waits until `/health` answers 200.
+    fn start(postgres: &PrivatePostgres) -> Self {
+        let brokers = support::kafka_brokers();
+        let topic = support::unique_name("outage_metrics");
+        let (anomalies, dead) = (
+            support::unique_name("outage_anomalies"),
+            support::unique_name("outage_dead"),
+        );
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(support::create_topics(
+                &brokers,
+                &[&topic, &anomalies, &dead],
+                1,
+            ));
+        let dir = std::env::temp_dir().join(support::unique_name("outage"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let model_dir = dir.join("model");
+        support::save_reference_model(&model_dir);
+        let log = dir.join("detector.log");
+        let port = support::free_port();
+        let output = || -> Stdio {
+            File::options()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap()
+                .into()
+        };
+        let detector = support::spawn(
+            env!("CARGO_BIN_EXE_anomaly"),
+            &[
+                "detect",
+                "--brokers",
+                &brokers,
+                "--topic",
+                &topic,
+                "--anomalies-topic",
+                &anomalies,
+                "--dead-letter-topic",
+                &dead,
+                "--group",
+                &support::unique_name("outage_detector"),
+                "--database-url",
+                &postgres.url(),
+                "--model-dir",
+                model_dir.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+            output,
+        );
+        wait_for("a healthy start", Duration::from_secs(30), &log, || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok() && health(port).0 == 200
+        });
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .unwrap();
+        Self {
+            detector,
+            port,
+            log,
+            dir,
+            topic,
+            producer,
+            now: chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
+    /// Publishes rows `rows` of one host, those in `anomalous` with a CPU spike.
+    fn publish(&self, rows: std::ops::Range<usize>, anomalous: std::ops::Range<usize>) {
+        let samples: Vec<Sample> = rows
+            .map(|i| {
+                let mut values = anomaly_core::synthetic::cyclic_host_row(3000 + i as u64).to_vec();
+                if anomalous.contains(&i) {
+                    values[1] = 97.0;
+                }
+                Sample::new("web-1", self.now - 600_000 + i as i64 * 1000, values)
+            })
+            .collect();
+        produce(&self.producer, &self.topic, &samples);
+    }
+
+    /// Waits for `/health` to answer 503 naming the database, and checks that the process stays
+    /// up and unhealthy a while.
+    fn expect_unhealthy_and_alive(&mut self) {
+        let port = self.port;
+        wait_for(
+            "/health answering 503",
+            Duration::from_secs(45),
+            &self.log,
+            || health(port).0 == 503,
+        );
+        let (_, body) = health(port);
+        assert!(body.contains("database"), "{body}");
+        std::thread::sleep(Duration::from_secs(10));
+        assert!(
+            self.detector.0.try_wait().unwrap().is_none(),
+            "the detector exited during the outage:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        assert_eq!(health(port).0, 503);
+    }
+
+    /// Once the server is back: healthy again, exactly the one event stored, no password logged.
+    fn expect_recovered_with_one_event(self, postgres: &PrivatePostgres) {
+        let port = self.port;
+        wait_for(
+            "/health answering 200 again",
+            Duration::from_secs(60),
+            &self.log,
+            || health(port).0 == 200,
+        );
+        let mut connection = PgConnection::establish(&postgres.url()).unwrap();
+        let rows: Vec<Host> = diesel::sql_query("SELECT host FROM anomalies")
+            .load(&mut connection)
+            .unwrap();
+        assert_eq!(rows.len(), 1, "exactly the one event: {rows:?}");
+        assert_eq!(rows[0].host, "web-1");
+        let Count { n } = diesel::sql_query("SELECT count(*) AS n FROM anomalies")
+            .get_result(&mut connection)
+            .unwrap();
+        assert_eq!(n, 1);
+
+        let logged = std::fs::read_to_string(&self.log).unwrap();
+        assert!(
+            !logged.contains(PASSWORD),
+            "the password appears in the log:\n{logged}"
+        );
+        assert!(
+            logged.contains("127.0.0.1"),
+            "the log names the unreachable server"
+        );
+        std::fs::remove_dir_all(&self.dir).unwrap();
+    }
+}
+
 #[test]
 fn the_detector_waits_out_a_database_outage_and_stores_the_event_once_it_is_back() {
     let postgres = PrivatePostgres::start();
-    let brokers = support::kafka_brokers();
-    let topic = support::unique_name("outage_metrics");
-    let (anomalies, dead) = (
-        support::unique_name("outage_anomalies"),
-        support::unique_name("outage_dead"),
-    );
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(support::create_topics(
-            &brokers,
-            &[&topic, &anomalies, &dead],
-            1,
-        ));
-    let dir = std::env::temp_dir().join(support::unique_name("outage"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model_dir = dir.join("model");
-    support::save_reference_model(&model_dir);
-    let log = dir.join("detector.log");
-    let port = support::free_port();
-    let output = || -> Stdio {
-        File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap()
-            .into()
-    };
-    let mut detector = support::spawn(
-        env!("CARGO_BIN_EXE_anomaly"),
-        &[
-            "detect",
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--anomalies-topic",
-            &anomalies,
-            "--dead-letter-topic",
-            &dead,
-            "--group",
-            &support::unique_name("outage_detector"),
-            "--database-url",
-            &postgres.url(),
-            "--model-dir",
-            model_dir.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        output,
-    );
-    wait_for("a healthy start", Duration::from_secs(30), &log, || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok() && health(port).0 == 200
-    });
-
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
-        .unwrap();
-    let now = chrono::Utc::now().timestamp_millis();
-    let sample = |i: usize, anomalous: bool| {
-        let mut values = anomaly_core::synthetic::cyclic_host_row(3000 + i as u64).to_vec();
-        if anomalous {
-            values[1] = 97.0;
-        }
-        Sample::new("web-1", now - 600_000 + i as i64 * 1000, values)
-    };
-    // A normal stretch, stored nowhere (nothing to store), then the cut, then the anomaly.
-    produce(
-        &producer,
-        &topic,
-        &(0..100).map(|i| sample(i, false)).collect::<Vec<_>>(),
-    );
+    let mut scenario = Scenario::start(&postgres);
+    // A normal stretch (nothing to store), then the cut, then the anomaly.
+    scenario.publish(0..100, 0..0);
     std::thread::sleep(Duration::from_secs(2));
     postgres.ctl("stop");
-    produce(
-        &producer,
-        &topic,
-        &(100..160)
-            .map(|i| sample(i, (110..140).contains(&i)))
-            .collect::<Vec<_>>(),
-    );
-
-    wait_for(
-        "/health answering 503",
-        Duration::from_secs(30),
-        &log,
-        || health(port).0 == 503,
-    );
-    let (_, body) = health(port);
-    assert!(body.contains("database"), "{body}");
-    std::thread::sleep(Duration::from_secs(10));
-    assert!(
-        detector.0.try_wait().unwrap().is_none(),
-        "the detector exited during the outage:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    assert_eq!(health(port).0, 503);
-
+    scenario.publish(100..160, 110..140);
+    scenario.expect_unhealthy_and_alive();
     postgres.ctl("start");
-    wait_for(
-        "/health answering 200 again",
-        Duration::from_secs(60),
-        &log,
-        || health(port).0 == 200,
-    );
-    let mut connection = PgConnection::establish(&postgres.url()).unwrap();
-    let rows: Vec<Host> = diesel::sql_query("SELECT host FROM anomalies")
-        .load(&mut connection)
-        .unwrap();
-    assert_eq!(rows.len(), 1, "exactly the one event: {rows:?}");
-    assert_eq!(rows[0].host, "web-1");
-    let Count { n } = diesel::sql_query("SELECT count(*) AS n FROM anomalies")
-        .get_result(&mut connection)
-        .unwrap();
-    assert_eq!(n, 1);
+    scenario.expect_recovered_with_one_event(&postgres);
+}
 
-    let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        !logged.contains(PASSWORD),
-        "the password appears in the log:\n{logged}"
-    );
-    assert!(
-        logged.contains("127.0.0.1"),
-        "the log names the unreachable server"
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
+#[test]
+fn the_detector_does_not_stall_silently_on_a_hanging_database() {
+    let postgres = PrivatePostgres::start();
+    let mut scenario = Scenario::start(&postgres);
+    scenario.publish(0..100, 0..0);
+    std::thread::sleep(Duration::from_secs(2));
+    // Frozen, not stopped: the open connection and new ones are accepted by the kernel, and
+    // nothing ever answers. Only the writer's timeout can notice.
+    assert!(postgres.signal_all("STOP"), "cannot freeze the server");
+    scenario.publish(100..160, 110..140);
+    scenario.expect_unhealthy_and_alive();
+    // The abandoned writes complete when the server thaws: the event must still be stored once.
+    assert!(postgres.signal_all("CONT"), "cannot thaw the server");
+    scenario.expect_recovered_with_one_event(&postgres);
 }
