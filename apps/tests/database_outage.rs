@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anomaly_core::Sample;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const PASSWORD: &str = "never-print-me";
@@ -293,12 +292,7 @@ impl Scenario {
         wait_for("a healthy start", Duration::from_secs(30), &log, || {
             TcpStream::connect(("127.0.0.1", port)).is_ok() && health(port).0 == 200
         });
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()
-            .unwrap();
+        let producer: FutureProducer = support::idempotent_producer(&brokers);
         Self {
             detector,
             port,

@@ -12,7 +12,6 @@ use anomaly_apps::collect::SampleFormat;
 use anomaly_apps::store::Store;
 use anomaly_core::Sample;
 use anomaly_model::DetectorKind;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const HOSTS: [&str; 2] = ["web-1", "web-2"];
@@ -36,12 +35,7 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
     let dead_letters = support::unique_name("dead_letters");
     support::create_topics(&brokers, &[&topic, &anomalies_topic, &dead_letters], 3).await;
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
-        .unwrap();
+    let producer: FutureProducer = support::idempotent_producer(&brokers);
     // Event time ends about now: the detector refuses samples far from its clock.
     let start_ms = chrono::Utc::now().timestamp_millis() - SAMPLES_PER_HOST as i64 * 1000;
     for i in 0..SAMPLES_PER_HOST {

@@ -338,17 +338,22 @@ fn truncated(name: &str) -> &str {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sample_limit_flags_default_to_the_library_defaults() {
+    /// The flags' defaults, as a command line with only the broker would give them.
+    fn default_args() -> DetectArgs {
         use clap::Parser;
         #[derive(Parser)]
         struct Cli {
             #[command(flatten)]
             args: DetectArgs,
         }
-        let args = Cli::try_parse_from(["detect", "--brokers", "k:9092"])
+        Cli::try_parse_from(["detect", "--brokers", "k:9092"])
             .unwrap()
-            .args;
+            .args
+    }
+
+    #[test]
+    fn sample_limit_flags_default_to_the_library_defaults() {
+        let args = default_args();
         assert_eq!(args.sample_limits(7), SampleLimits::new(7));
         assert_eq!(args.max_record_bytes, DEFAULT_MAX_RECORD_BYTES);
     }
@@ -357,15 +362,7 @@ mod tests {
     fn poison_samples_are_dead_lettered_by_reason_and_only_valid_ones_reach_the_detector() {
         use anomaly_stream::TestDriver;
         use anomaly_stream::topology::DLQ_REASON_HEADER;
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: DetectArgs,
-        }
-        let args = Cli::try_parse_from(["detect", "--brokers", "k:9092"])
-            .unwrap()
-            .args;
+        let args = default_args();
         let dir =
             std::env::temp_dir().join(format!("anomaly-detect-poison-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

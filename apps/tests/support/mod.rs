@@ -124,3 +124,13 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// An idempotent producer (acks=all) on the real broker, as the apps produce.
+pub fn idempotent_producer(brokers: &str) -> rdkafka::producer::FutureProducer {
+    rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("a producer")
+}
