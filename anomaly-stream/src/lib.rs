@@ -62,6 +62,7 @@
 pub mod codec;
 pub mod driver;
 pub mod error;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metrics;
 pub mod offsets;

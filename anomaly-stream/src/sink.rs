@@ -44,7 +44,9 @@ pub struct SourceOffset {
 /// stands, starts consuming at `replay_from`, and suppresses outputs of records below `offset`.
 /// Kafka's committed offsets are not used for such a topology.
 pub trait TransactionalSink<T>: Send + Sync + 'static {
-    /// Writes `batch` (possibly empty) and upserts `offsets` atomically.
+    /// Writes `batch` (possibly empty) and upserts `offsets` atomically. For a partition being
+    /// replayed it is called only once the replay is over: everything below the offset has then
+    /// been through [`replay`](Self::replay) or an earlier transaction.
     fn write_transaction(
         &self,
         batch: Vec<T>,
@@ -58,6 +60,21 @@ pub trait TransactionalSink<T>: Send + Sync + 'static {
         topic: &'a str,
         partitions: &'a [i32],
     ) -> BoxFuture<'a, Result<Vec<SourceOffset>>>;
+
+    /// The records of `partition` of `topic` that the runtime reads again after an assignment,
+    /// from the stored `replay_from` up to (not including) the stored `offset`, in order and
+    /// before any [`write_transaction`](Self::write_transaction) of that partition. Their outputs
+    /// were written before, so they must not be again; a sink that keeps state of its own (stored
+    /// as of `replay_from`) rebuilds it from them. The default ignores them.
+    fn replay<'a>(
+        &'a self,
+        batch: Vec<T>,
+        topic: &'a str,
+        partition: i32,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (batch, topic, partition);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// An in-memory [`Sink`] and [`TransactionalSink`] that collects everything written, for tests
@@ -187,6 +204,14 @@ pub(crate) trait ErasedTransactionalSink: Send + Sync {
         topic: &'a str,
         partitions: &'a [i32],
     ) -> BoxFuture<'a, Result<Vec<SourceOffset>>>;
+
+    fn replay<'a>(
+        &'a self,
+        name: &str,
+        batch: Vec<Item>,
+        topic: &'a str,
+        partition: i32,
+    ) -> BoxFuture<'a, Result<()>>;
 }
 
 /// Wraps a typed sink as an erased one.
@@ -220,5 +245,18 @@ impl<S: TransactionalSink<T>, T: Send + 'static> ErasedTransactionalSink for Typ
         partitions: &'a [i32],
     ) -> BoxFuture<'a, Result<Vec<SourceOffset>>> {
         self.0.load_offsets(topic, partitions)
+    }
+
+    fn replay<'a>(
+        &'a self,
+        name: &str,
+        batch: Vec<Item>,
+        topic: &'a str,
+        partition: i32,
+    ) -> BoxFuture<'a, Result<()>> {
+        match downcast::<T>(name, batch) {
+            Ok(batch) => self.0.replay(batch, topic, partition),
+            Err(e) => Box::pin(async { Err(e) }),
+        }
     }
 }

@@ -454,6 +454,8 @@ impl Topology {
             dead_letter_topic: self.dead_letter_topic.clone(),
             max_record_bytes: self.max_record_bytes,
             suppress_below,
+            replay_sink: self.transactional_sink().map(|(id, _)| id),
+            replayed: Vec::new(),
             out: Vec::new(),
             failure: None,
             suppressed: metrics::counter!(m::REPLAY_SUPPRESSED, "topic" => p.topic.to_string()),
@@ -471,6 +473,11 @@ pub(crate) struct PartitionTask {
     max_record_bytes: Option<usize>,
     /// Outputs of records below this offset were delivered before the last commit.
     suppress_below: u64,
+    /// The transactional sink, whose suppressed inputs are kept for its
+    /// [`replay`](crate::TransactionalSink::replay).
+    replay_sink: Option<usize>,
+    /// Suppressed items for `replay_sink`, not yet handed over.
+    replayed: Vec<Item>,
     out: Vec<Emitted>,
     failure: Option<Error>,
     suppressed: Counter,
@@ -500,9 +507,31 @@ impl PartitionTask {
         }
         if offset < self.suppress_below {
             self.suppressed.increment(self.out.len() as u64);
-            self.out.clear();
+            for emitted in self.out.drain(..) {
+                if let Emitted::Sink { sink, item } = emitted
+                    && Some(sink) == self.replay_sink
+                {
+                    self.replayed.push(item);
+                }
+            }
         }
         Ok(&mut self.out)
+    }
+
+    /// Items for the transactional sink from records below the suppression offset, kept for its
+    /// [`replay`](crate::TransactionalSink::replay) since the last call.
+    pub fn take_replayed(&mut self) -> Vec<Item> {
+        std::mem::take(&mut self.replayed)
+    }
+
+    /// How many replayed items [`take_replayed`](Self::take_replayed) would hand over.
+    pub fn replayed_len(&self) -> usize {
+        self.replayed.len()
+    }
+
+    /// Offsets below this are replayed, their outputs suppressed.
+    pub fn suppress_below(&self) -> u64 {
+        self.suppress_below
     }
 
     /// Tells the operators the wall-clock time (idle closing); `last_offset` is the last

@@ -171,9 +171,21 @@ impl Worker {
                         let started = Instant::now();
                         let emitted = std::mem::take(self.task.process(offset, &raw)?);
                         self.dispatch(emitted, offset, false).await?;
+                        // The last replayed record, or a batch's worth: the sink rebuilds its
+                        // state before any new write.
+                        if eos
+                            && offset < self.task.suppress_below()
+                            && (offset + 1 == self.task.suppress_below()
+                                || self.task.replayed_len() >= settings.sink_batch)
+                        {
+                            self.flush_replay().await?;
+                        }
                         histogram.record(started.elapsed().as_secs_f64());
                         self.shared.stats.inc_processed();
-                        dirty = true;
+                        // A replayed record writes nothing: the sink's transactions start after
+                        // the replay, so the state they store reflects every record below their
+                        // offset.
+                        dirty |= offset >= self.task.suppress_below();
                         if eos && self.tx_batch.len() >= settings.sink_batch {
                             self.flush_transaction().await?;
                             last_flush = Instant::now();
@@ -293,9 +305,28 @@ impl Worker {
         }
     }
 
+    /// Exactly-once: hands the replayed records kept so far to the sink's `replay`.
+    async fn flush_replay(&mut self) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let Some((id, sink)) = shared.topology.transactional_sink() else {
+            return Ok(());
+        };
+        let items = self.task.take_replayed();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let name = &shared.topology.sinks[id].name;
+        sink.replay(name, items, self.task.topic(), self.task.partition())
+            .await
+            .inspect_err(|_| {
+                metrics::counter!(m::SINK_ERRORS, "sink" => name.clone()).increment(1);
+            })
+    }
+
     /// Exactly-once: waits until dead letters are delivered, then writes the batch and this
     /// partition's commit point in one sink transaction.
     async fn flush_transaction(&mut self) -> Result<()> {
+        self.flush_replay().await?;
         let shared = Arc::clone(&self.shared);
         let Some((id, sink)) = shared.topology.transactional_sink() else {
             return Ok(());

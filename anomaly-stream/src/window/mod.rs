@@ -34,7 +34,7 @@ pub use aggregate::{
     Aggregator, Count, FnAggregator, Max, Mean, MeanAcc, Min, Reduce, Sum, aggregate, reduce,
 };
 pub use count::{CountWindow, CountWindowSpec, CountWindows};
-pub use rows::{RowWindow, RowWindows};
+pub use rows::{RetainedRows, RowWindow, RowWindows};
 pub use time::{
     LateRecord, MAX_DURATION_MS, MAX_WINDOWS_PER_RECORD, TimeWindowConfig, TimeWindowOutput,
     TimeWindowSpec, TimeWindows, WindowResult, WindowTrigger,

@@ -36,6 +36,8 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
 
+use serde::{Deserialize, Serialize};
+
 use super::count::CountWindowSpec;
 use crate::error::{Error, Result};
 
@@ -64,6 +66,15 @@ impl<'a, Q: ?Sized> RowWindow<'a, Q> {
     pub fn rows(&self) -> std::slice::ChunksExact<'a, f32> {
         self.values.chunks_exact(self.width)
     }
+}
+
+/// The rows one key's next windows still need, oldest first; see [`RowWindows::retained`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetainedRows {
+    /// Event timestamp and source position of each row.
+    pub stamps: Vec<(i64, u64)>,
+    /// The rows' values, `width` per row.
+    pub values: Vec<f32>,
 }
 
 /// Event timestamp and source position of one buffered row, kept together because they are
@@ -318,6 +329,64 @@ impl<K: Hash + Eq, S: BuildHasher> RowWindows<K, S> {
                 (needed > 0).then(|| self.stamps[slot * w + (meta.head + w - needed) % w].position)
             })
             .min()
+    }
+
+    /// The rows of `key` that its next windows still need (the newest `W - countdown`), oldest
+    /// first, or `None` for an unknown key: what a snapshot of the key must keep. Pushing them
+    /// back into a fresh key ([`restore`](Self::restore)) gives the same windows from then on.
+    pub fn retained<Q>(&self, key: &Q) -> Option<RetainedRows>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (w, d) = (self.spec.size, self.width);
+        let slot = *self.index.get(key)?;
+        let meta = &self.slots[slot];
+        let needed = w - meta.countdown;
+        let mut rows = RetainedRows::default();
+        for back in (1..=needed).rev() {
+            let ring_slot = (meta.head + w - back) % w;
+            let stamp = self.stamps[slot * w + ring_slot];
+            rows.stamps.push((stamp.timestamp_ms, stamp.position));
+            let at = slot * 2 * w * d + ring_slot * d;
+            rows.values.extend_from_slice(&self.values[at..at + d]);
+        }
+        Some(rows)
+    }
+
+    /// Makes `key` hold exactly `rows` (from [`retained`](Self::retained)), replacing whatever
+    /// it held; errors, changing nothing, when the rows do not fit this operator.
+    pub fn restore(&mut self, key: K, rows: &RetainedRows) -> Result<()> {
+        let (w, d) = (self.spec.size, self.width);
+        if rows.values.len() != rows.stamps.len() * d {
+            return Err(Error::RowWidth {
+                expected: rows.stamps.len() * d,
+                actual: rows.values.len(),
+            });
+        }
+        if rows.stamps.len() >= w {
+            return Err(Error::InvalidWindow(format!(
+                "{} retained rows for windows of {w}: a window would be due",
+                rows.stamps.len()
+            )));
+        }
+        self.evict(&key);
+        let slot = self.allocate(key);
+        for (&(timestamp_ms, position), row) in rows.stamps.iter().zip(rows.values.chunks_exact(d))
+        {
+            let meta = &mut self.slots[slot];
+            let head = meta.head;
+            let ring = &mut self.values[slot * 2 * w * d..(slot + 1) * 2 * w * d];
+            ring[head * d..(head + 1) * d].copy_from_slice(row);
+            ring[(head + w) * d..(head + w + 1) * d].copy_from_slice(row);
+            self.stamps[slot * w + head] = Stamp {
+                timestamp_ms,
+                position,
+            };
+            meta.head = if head + 1 == w { 0 } else { head + 1 };
+            meta.countdown -= 1;
+        }
+        Ok(())
     }
 
     /// Approximate bytes held per tracked key (see the [module docs](self)): the two row copies,
@@ -576,5 +645,57 @@ mod tests {
             (out, op.min_retained_position())
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn a_key_restored_from_its_retained_rows_gives_the_same_windows() {
+        for (size, step) in [(4, 1), (5, 2), (3, 3)] {
+            for already in 0..12u32 {
+                let mut original = make(size, step, 2);
+                for i in 0..already {
+                    original
+                        .push("h", i64::from(i), u64::from(i), &row(1, i))
+                        .unwrap();
+                }
+                let mut restored = make(size, step, 2);
+                // Something stale under the key is replaced, not mixed in.
+                restored.push("h", -1, 99, &row(9, 9)).unwrap();
+                match original.retained("h") {
+                    Some(rows) => {
+                        assert!(rows.stamps.len() < size);
+                        restored.restore("h".to_string(), &rows).unwrap();
+                    }
+                    None => assert_eq!(already, 0),
+                }
+                if already == 0 {
+                    restored.evict("h");
+                }
+                assert_eq!(
+                    original.min_retained_position(),
+                    restored.min_retained_position(),
+                    "size {size}, step {step}, after {already}"
+                );
+                for i in already..already + 2 * size as u32 {
+                    let r = row(1, i);
+                    let a = original.push("h", i64::from(i), u64::from(i), &r).unwrap();
+                    let a = a.map(|w| (w.values.to_vec(), w.start_timestamp_ms, w.first_position));
+                    let b = restored.push("h", i64::from(i), u64::from(i), &r).unwrap();
+                    let b = b.map(|w| (w.values.to_vec(), w.start_timestamp_ms, w.first_position));
+                    assert_eq!(a, b, "size {size}, step {step}, after {already}, row {i}");
+                }
+            }
+        }
+        let mut windows = make(3, 1, 2);
+        let too_many = RetainedRows {
+            stamps: vec![(0, 0); 3],
+            values: vec![0.0; 6],
+        };
+        assert!(windows.restore("h".into(), &too_many).is_err());
+        let ragged = RetainedRows {
+            stamps: vec![(0, 0); 2],
+            values: vec![0.0; 3],
+        };
+        assert!(windows.restore("h".into(), &ragged).is_err());
+        assert!(windows.is_empty());
     }
 }
