@@ -133,7 +133,7 @@ pub enum EventChange {
 }
 
 /// One recently observed window, kept while no event is open.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct RecentWindow {
     time_ms: i64,
     score: f64,
@@ -141,15 +141,16 @@ struct RecentWindow {
 }
 
 /// The event in progress and how long it has been quiet.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct OpenEvent {
     /// `end_ms` is the last exceeding window so far.
     event: Event,
     quiet_run: usize,
 }
 
-/// The event state of one entity, fed one window at a time in time order.
-#[derive(Debug, Clone)]
+/// The event state of one entity, fed one window at a time in time order. It serialises (with
+/// serde) so that a stream processor can store it and carry on after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventTracker {
     rule: EventRule,
     /// The last `n` windows while no event is open; emptied when an event opens or closes, so that

@@ -28,6 +28,13 @@ pub enum Error {
     /// Input data does not fit the model (wrong width, too few rows to train, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A host's window could not be kept (the model's window shape is unusable for the window
+    /// operator).
+    #[error(transparent)]
+    Window(#[from] anomaly_stream::Error),
+    /// A stored detector state could not be encoded or decoded.
+    #[error("detector state: {0}")]
+    Snapshot(#[source] postcard::Error),
     /// Training could not produce a usable model.
     #[error("training failed: {0}")]
     Training(String),

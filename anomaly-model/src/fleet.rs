@@ -1,17 +1,40 @@
-//! The detector's per-sample path, free of I/O: scale a sample, append it to its host's window,
-//! score the window, smooth the score, and turn threshold crossings into anomaly events.
+//! The live detector's per-sample path over a fleet, free of I/O: scale a sample, append it to its
+//! host's window, score the window, follow the host's normal ([`HostDetector`]), and turn
+//! threshold crossings into anomaly events with their likely cause.
 //!
-//! Composition only: the window operator comes from `anomaly-stream`, scaling and scoring from
-//! `anomaly-model`, event rules and anomaly types from `anomaly-core`.
+//! One [`FleetScorer`] holds every host's window and decision state for one model; hosts silent
+//! for a configured time are forgotten, so its memory follows the live set of hosts.
+//!
+//! ```
+//! use anomaly_core::{MetricSchema, Sample, alerting::EventRule, dataset::Series};
+//! use anomaly_model::fleet::{Detection, FleetScorer};
+//! use anomaly_model::{DetectorKind, Model, TrainingConfig};
+//!
+//! let normal = |i: u64| anomaly_core::synthetic::cyclic_host_row(i).to_vec();
+//! let rows: Vec<Vec<f64>> = (0..3000).map(normal).collect();
+//! let model = Model::train(&MetricSchema::host(), &Series::from_rows(&rows)?, DetectorKind::Pca,
+//!     &TrainingConfig::default(), &mut |_| {})?;
+//! let mut fleet = FleetScorer::new(model, EventRule::new(2, 3, 5)?)?;
+//! let mut out = Vec::new();
+//! for i in 3000..3100 {
+//!     let mut row = normal(i);
+//!     if i >= 3050 { row[1] = 97.0; } // memory jumps on web-1
+//!     fleet.on_sample(&Sample::new("web-1", i as i64 * 1000, row), &mut out)?;
+//! }
+//! let opened = out.iter().find_map(|d| match d { Detection::Event(a) => Some(a), _ => None });
+//! assert_eq!(opened.unwrap().top_metrics[0].metric, "memory_used");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::HashMap;
 
 use anomaly_core::alerting::{EventChange, EventRule};
 use anomaly_core::anomaly::top_contributions;
 use anomaly_core::{Anomaly, Sample, Severity};
-use anomaly_model::{HostDetector, Model};
-use anomaly_stream::window::{CountWindowSpec, RowWindows};
-use anyhow::Context;
+use anomaly_stream::window::{CountWindowSpec, RetainedRows, RowWindows};
+
+use crate::error::{Error, Result};
+use crate::{HostDetector, Model};
 
 /// How many metrics an anomaly names as its likely cause.
 const TOP_METRICS: usize = 3;
@@ -20,7 +43,7 @@ const TOP_METRICS: usize = 3;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Detection {
     /// A window was scored (which host's is not said: at hundreds of thousands of windows a
-    /// second, copying its name costs more than the scoring; see [`LiveScorer::latest_scores`]).
+    /// second, copying its name costs more than the scoring; see [`FleetScorer::latest_scores`]).
     Scored {
         /// Timestamp of the newest sample in the window.
         window_end_ms: i64,
@@ -35,11 +58,14 @@ pub enum Detection {
 /// Per-host state beside the window: the host's scoring and event state, and the event reported.
 struct HostState {
     name: String,
+    /// The source partition the host's samples come from: state is stored and restored per
+    /// partition (see [`FleetScorer::snapshot`]).
+    partition: i32,
     detector: HostDetector,
     /// The event being reported: opened, not yet closed.
     open: Option<Anomaly>,
     /// Windows still to score before the tracker sees this host's scores again: those whose
-    /// window or smoothing still holds a disturbed sample (see [`LiveScorer::disturbed_until`]).
+    /// window or smoothing still holds a disturbed sample (see [`FleetScorer::disturbed_until`]).
     settling: usize,
     /// The smoothed score of the host's latest window (NaN before its first).
     latest_score: f64,
@@ -48,8 +74,32 @@ struct HostState {
     last_ms: i64,
 }
 
+/// Layout version of [`FleetScorer::snapshot`]; a snapshot of another layout is not restored.
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// One host in a [`PartitionSnapshot`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HostSnapshot {
+    name: String,
+    rows: RetainedRows,
+    detector: HostDetector,
+    open: Option<Anomaly>,
+    settling: usize,
+    latest_score: f64,
+    last_ms: i64,
+}
+
+/// What [`FleetScorer::snapshot`] encodes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartitionSnapshot {
+    format: u32,
+    model_version: String,
+    newest_ms: i64,
+    hosts: Vec<HostSnapshot>,
+}
+
 /// Scores samples of many hosts with one model.
-pub struct LiveScorer {
+pub struct FleetScorer {
     model: Model,
     rule: EventRule,
     /// Each host's index into `hosts`: the name is hashed once per sample, and the window
@@ -57,7 +107,7 @@ pub struct LiveScorer {
     ids: HashMap<String, u32>,
     windows: RowWindows<u32>,
     /// Per-host state, by index; `None` for an index freed by eviction, reused by the next new
-    /// host (see [`LiveScorer::with_idle_eviction`]).
+    /// host (see [`FleetScorer::with_idle_eviction`]).
     hosts: Vec<Option<HostState>>,
     free_ids: Vec<u32>,
     /// Hosts silent for this long in event time are forgotten; 0 never.
@@ -69,7 +119,7 @@ pub struct LiveScorer {
     /// The window's per-metric errors.
     errors: Vec<f32>,
     shares: Vec<f32>,
-    /// Samples stamped at or before this are disturbed (see [`LiveScorer::disturbed_until`]).
+    /// Samples stamped at or before this are disturbed (see [`FleetScorer::disturbed_until`]).
     disturbed_until_ms: i64,
     /// Values replaced because they were NaN or infinite, since start.
     pub non_finite_values: u64,
@@ -79,12 +129,12 @@ pub struct LiveScorer {
     pub evicted_hosts: u64,
 }
 
-impl LiveScorer {
+impl FleetScorer {
     /// A scorer for `model` that opens events by `rule`.
-    pub fn new(model: Model, rule: EventRule) -> anyhow::Result<Self> {
+    pub fn new(model: Model, rule: EventRule) -> Result<Self> {
         let shape = model.shape();
-        let spec = CountWindowSpec::sliding(shape.window, 1).context("window size of the model")?;
-        let windows = RowWindows::new(spec, shape.dims).context("window spec of the model")?;
+        let spec = CountWindowSpec::sliding(shape.window, 1)?;
+        let windows = RowWindows::new(spec, shape.dims)?;
         Ok(Self {
             model,
             rule,
@@ -160,30 +210,37 @@ impl LiveScorer {
     }
 
     /// The index of `host`, made on first use (without cloning the name on every sample).
-    fn host_id(&mut self, host: &str) -> anyhow::Result<u32> {
+    fn host_id(&mut self, host: &str, partition: i32) -> Result<u32> {
         if let Some(&id) = self.ids.get(host) {
             return Ok(id);
         }
         let state = HostState {
             name: host.to_string(),
+            partition,
             detector: HostDetector::new(&self.model, self.rule)?,
             open: None,
             settling: 0,
             latest_score: f64::NAN,
             last_ms: i64::MIN,
         };
+        self.insert_host(state)
+    }
+
+    fn insert_host(&mut self, state: HostState) -> Result<u32> {
+        let name = state.name.clone();
         let id = match self.free_ids.pop() {
             Some(id) => {
                 self.hosts[id as usize] = Some(state);
                 id
             }
             None => {
-                let id = u32::try_from(self.hosts.len()).context("more than 2^32 hosts")?;
+                let id = u32::try_from(self.hosts.len())
+                    .map_err(|_| Error::InvalidInput("more than 2^32 hosts".into()))?;
                 self.hosts.push(Some(state));
                 id
             }
         };
-        self.ids.insert(host.to_string(), id);
+        self.ids.insert(name, id);
         Ok(id)
     }
 
@@ -198,22 +255,125 @@ impl LiveScorer {
             if !idle {
                 continue;
             }
-            let host = self.hosts[id].take().expect("checked above");
-            if let Some(mut anomaly) = host.open {
+            if let Some(mut anomaly) = self.remove_host(id as u32).open {
                 anomaly.closed = true;
                 out.push(Detection::Event(anomaly));
             }
-            let id = id as u32;
-            self.ids.remove(&host.name);
-            self.windows.evict(&id);
-            self.free_ids.push(id);
             self.evicted_hosts += 1;
+        }
+    }
+
+    /// Forgets the host at `id` (a live one) and frees the id.
+    fn remove_host(&mut self, id: u32) -> HostState {
+        let host = self.hosts[id as usize].take().expect("a live id");
+        self.ids.remove(&host.name);
+        self.windows.evict(&id);
+        self.free_ids.push(id);
+        host
+    }
+
+    /// Every host of source `partition`, encoded: their windows, decision state and open events,
+    /// for storing with the partition's offsets (`postcard`). With the model, it is all the
+    /// fleet scorer needs to carry on with those hosts as if it had never stopped.
+    pub fn snapshot(&self, partition: i32) -> Result<Vec<u8>> {
+        let hosts = self
+            .hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(id, h)| h.as_ref().map(|h| (id as u32, h)))
+            .filter(|(_, h)| h.partition == partition)
+            .map(|(id, h)| HostSnapshot {
+                name: h.name.clone(),
+                rows: self.windows.retained(&id).unwrap_or_default(),
+                detector: h.detector.clone(),
+                open: h.open.clone(),
+                settling: h.settling,
+                latest_score: h.latest_score,
+                last_ms: h.last_ms,
+            })
+            .collect();
+        let snapshot = PartitionSnapshot {
+            format: SNAPSHOT_FORMAT,
+            model_version: self.model.manifest().model_version.clone(),
+            newest_ms: self.newest_ms,
+            hosts,
+        };
+        postcard::to_stdvec(&snapshot).map_err(Error::Snapshot)
+    }
+
+    /// Replaces the hosts of `partition` by those of `snapshot` (from [`snapshot`](Self::snapshot));
+    /// returns how many were restored, or `None` (restoring nothing, forgetting the partition's
+    /// hosts) when the snapshot was taken under another model version or format: its hosts then
+    /// start afresh. A snapshot that does not decode is an error.
+    pub fn restore(&mut self, partition: i32, snapshot: &[u8]) -> Result<Option<usize>> {
+        self.forget_partition(partition);
+        let restored = self.restore_hosts(partition, snapshot);
+        if restored.is_err() {
+            // Nothing half restored stays behind.
+            self.forget_partition(partition);
+        }
+        restored
+    }
+
+    fn restore_hosts(&mut self, partition: i32, snapshot: &[u8]) -> Result<Option<usize>> {
+        let snapshot: PartitionSnapshot =
+            postcard::from_bytes(snapshot).map_err(Error::Snapshot)?;
+        if snapshot.format != SNAPSHOT_FORMAT
+            || snapshot.model_version != self.model.manifest().model_version
+        {
+            return Ok(None);
+        }
+        self.newest_ms = self.newest_ms.max(snapshot.newest_ms);
+        let restored = snapshot.hosts.len();
+        for host in snapshot.hosts {
+            if let Some(&id) = self.ids.get(&host.name) {
+                // The host moved here from another partition (a re-keyed producer): the stored
+                // state is the newer one for this partition's samples.
+                self.remove_host(id);
+            }
+            let id = self.insert_host(HostState {
+                name: host.name,
+                partition,
+                detector: host.detector,
+                open: host.open,
+                settling: host.settling,
+                latest_score: host.latest_score,
+                last_ms: host.last_ms,
+            })?;
+            self.windows.restore(id, &host.rows)?;
+        }
+        Ok(Some(restored))
+    }
+
+    /// Forgets every host of `partition` (its partition went to another instance, or is about
+    /// to be restored from a snapshot).
+    pub fn forget_partition(&mut self, partition: i32) {
+        let ids: Vec<u32> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.as_ref().is_some_and(|h| h.partition == partition))
+            .map(|(id, _)| id as u32)
+            .collect();
+        for id in ids {
+            self.remove_host(id);
         }
     }
 
     /// Handles one sample; what it led to is appended to `out`. A sample of the wrong width is an
     /// error and changes nothing.
-    pub fn on_sample(&mut self, sample: &Sample, out: &mut Vec<Detection>) -> anyhow::Result<()> {
+    pub fn on_sample(&mut self, sample: &Sample, out: &mut Vec<Detection>) -> Result<()> {
+        self.on_sample_from(0, sample, out)
+    }
+
+    /// [`on_sample`](Self::on_sample) for a sample read from source `partition`; the host's state
+    /// belongs to that partition's [`snapshot`](Self::snapshot).
+    pub fn on_sample_from(
+        &mut self,
+        partition: i32,
+        sample: &Sample,
+        out: &mut Vec<Detection>,
+    ) -> Result<()> {
         let flags = self.model.scale_row(&sample.values, &mut self.scaled)?;
         self.non_finite_values += flags.non_finite_count() as u64;
         self.clipped_values += flags.clipped_count() as u64;
@@ -224,7 +384,7 @@ impl LiveScorer {
                 self.next_eviction_ms = self.newest_ms + (self.idle_host_ms / 10).max(1);
             }
         }
-        let id = self.host_id(&sample.entity)?;
+        let id = self.host_id(&sample.entity, partition)?;
         let settling = self.model.shape().window + self.model.manifest().smoothing.max(1) - 1;
         let disturbed = sample.timestamp_ms <= self.disturbed_until_ms;
         let host = self.hosts[id as usize].as_mut().expect("a live id");
@@ -319,25 +479,34 @@ impl LiveScorer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{DetectorKind, TrainingConfig};
     use anomaly_core::MetricSchema;
     use anomaly_core::dataset::Series;
-    use anomaly_model::{DetectorKind, TrainingConfig};
 
     fn normal_row(i: usize) -> Vec<f64> {
         anomaly_core::synthetic::cyclic_host_row(i as u64).to_vec()
     }
 
-    fn scorer() -> LiveScorer {
-        let rows: Vec<Vec<f64>> = (0..3000).map(normal_row).collect();
-        let model = Model::train(
-            &MetricSchema::host(),
-            &Series::from_rows(&rows).unwrap(),
-            DetectorKind::Pca,
-            &TrainingConfig::default(),
-            &mut |_| {},
-        )
-        .unwrap();
-        LiveScorer::new(model, EventRule::new(2, 3, 5).unwrap()).unwrap()
+    /// The PCA reference model, trained once for every test here.
+    fn model() -> Model {
+        static MODEL: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+        MODEL
+            .get_or_init(|| {
+                let rows: Vec<Vec<f64>> = (0..3000).map(normal_row).collect();
+                Model::train(
+                    &MetricSchema::host(),
+                    &Series::from_rows(&rows).unwrap(),
+                    DetectorKind::Pca,
+                    &TrainingConfig::default(),
+                    &mut |_| {},
+                )
+                .unwrap()
+            })
+            .clone()
+    }
+
+    fn scorer() -> FleetScorer {
+        FleetScorer::new(model(), EventRule::new(2, 3, 5).unwrap()).unwrap()
     }
 
     fn events(out: &[Detection]) -> Vec<&Anomaly> {
@@ -492,7 +661,7 @@ mod tests {
         for (row, out) in rows.iter().zip(scaled.chunks_exact_mut(shape.dims)) {
             model.scale_row(row, out).unwrap();
         }
-        let windows = anomaly_model::model::sliding_windows(&scaled, shape.dims, shape.window);
+        let windows = crate::model::sliding_windows(&scaled, shape.dims, shape.window);
         let mut errors = vec![0.0f32; windows.len() / shape.window];
         model.metric_errors(&windows, &mut errors).unwrap();
         let mut host = HostDetector::new(&model, EventRule::new(2, 3, 5).unwrap()).unwrap();
@@ -587,5 +756,85 @@ mod tests {
         s.on_sample(&Sample::new("a", 0, row), &mut out).unwrap();
         assert_eq!(s.non_finite_values, 1);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_partition_restored_from_its_snapshot_carries_on_exactly_as_if_never_stopped() {
+        // Two hosts on partition 0 (one anomalous), one on partition 1.
+        let input: Vec<(i32, Sample)> = (3000..3300)
+            .flat_map(|i| {
+                let mut burst = normal_row(i);
+                if (3100..3140).contains(&i) {
+                    burst[1] = 97.0;
+                }
+                let at = i as i64 * 1000;
+                [
+                    (0, Sample::new("web-1", at, burst)),
+                    (0, Sample::new("web-2", at, normal_row(i))),
+                    (1, Sample::new("db-1", at, normal_row(i + 7))),
+                ]
+            })
+            .collect();
+        let straight = {
+            let mut s = scorer();
+            let mut out = Vec::new();
+            for (p, sample) in &input {
+                s.on_sample_from(*p, sample, &mut out).unwrap();
+            }
+            out
+        };
+        assert!(!events(&straight).is_empty(), "the burst opens an event");
+        // Stop inside the event (and at a few other points), restore partition 0 into a scorer
+        // that has its own partition-1 state, and carry on.
+        for stop in [1, 5, 100, 333, 350, 400, 899] {
+            let mut first = scorer();
+            let mut out = Vec::new();
+            for (p, sample) in &input[..stop] {
+                first.on_sample_from(*p, sample, &mut out).unwrap();
+            }
+            let saved = [first.snapshot(0).unwrap(), first.snapshot(1).unwrap()];
+            let mut second = scorer();
+            // Stale state of the partition, from an earlier owner, is replaced.
+            second
+                .on_sample_from(0, &Sample::new("web-1", 0, normal_row(1)), &mut Vec::new())
+                .unwrap();
+            for (p, bytes) in saved.iter().enumerate() {
+                assert!(second.restore(p as i32, bytes).unwrap().is_some());
+            }
+            for (p, sample) in &input[stop..] {
+                second.on_sample_from(*p, sample, &mut out).unwrap();
+            }
+            assert_eq!(out, straight, "stopped after {stop} samples");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_of_another_model_restores_nothing_and_garbage_is_an_error() {
+        let mut s = scorer();
+        s.on_sample_from(3, &Sample::new("h", 0, normal_row(0)), &mut Vec::new())
+            .unwrap();
+        let bytes = s.snapshot(3).unwrap();
+        let other_model = {
+            let rows: Vec<Vec<f64>> = (0..2500).map(|i| normal_row(i + 11)).collect();
+            Model::train(
+                &MetricSchema::host(),
+                &Series::from_rows(&rows).unwrap(),
+                DetectorKind::Pca,
+                &TrainingConfig::default(),
+                &mut |_| {},
+            )
+            .unwrap()
+        };
+        let mut other = FleetScorer::new(other_model, EventRule::new(2, 3, 5).unwrap()).unwrap();
+        if other.model().manifest().model_version != s.model().manifest().model_version {
+            assert_eq!(other.restore(3, &bytes).unwrap(), None);
+            assert_eq!(other.tracked_hosts(), 0);
+        }
+        assert!(matches!(
+            s.restore(3, b"\xff\xff\xff"),
+            Err(Error::Snapshot(_))
+        ));
+        assert_eq!(s.restore(3, &bytes).unwrap(), Some(1));
+        assert_eq!(s.tracked_hosts(), 1);
     }
 }

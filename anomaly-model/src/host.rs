@@ -32,8 +32,9 @@ pub struct Observation {
 }
 
 /// One host's scoring and event state. Its size is a few floats per metric plus the smoothing
-/// and event look-back (see [`HostDetector::heap_bytes`]).
-#[derive(Debug, Clone)]
+/// and event look-back (see [`HostDetector::heap_bytes`]). It serialises (with serde), so the
+/// live detector can store it with its source offsets and restore it after a restart.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HostDetector {
     /// Each metric's running typical normalised error (1 = the held-out mean).
     typical: Vec<f32>,

@@ -1,44 +1,47 @@
-//! The detector's life: collect a baseline, train a model on it without stopping consumption,
-//! then score. Samples that arrive while the model trains are kept and scored once it is ready,
+//! The live detector's life: collect a baseline, train a model on it without stopping
+//! consumption, then score. Samples that arrive while the model trains are kept and scored once it is ready,
 //! so none is lost; since training's own CPU burst may show in them (and in the next sample of
 //! each host), they cannot open an event.
 //! While scoring, it keeps a rolling baseline of the latest samples, leaving out those of hosts
 //! inside an anomaly event, and retrains on it on schedule; the new model replaces the old one
 //! when it is ready (its windows start afresh, so each host skips `window - 1` samples of
 //! scoring).
+//!
+//! Training and saving are the caller's ([`Trainer`]), and so is the clock (every call takes the
+//! time now), so the whole life runs in tests without I/O.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use anomaly_core::alerting::EventRule;
 use anomaly_core::dataset::Series;
 use anomaly_core::{MetricSchema, Sample};
-use anomaly_model::{DetectorKind, Model, TrainingConfig};
-use anyhow::Context;
 
-use super::pipeline::{Detection, LiveScorer};
-use crate::progress::ProgressReporter;
+use crate::Model;
+use crate::error::{Error, Result};
+use crate::fleet::{Detection, FleetScorer};
 
 /// The longest sampling interval the detector assumes when it learns one from the baseline.
 const MAX_INTERVAL_MS: i64 = 60_000;
 
-/// How a detector without a model gets one.
+/// Trains a model on a baseline, on a thread of the lifecycle's own (training takes seconds and
+/// must not stall consumption). An implementation also saves the artifact where a restart finds
+/// it, and may report progress.
+pub trait Trainer: Send + Sync + 'static {
+    /// A model of `schema` trained on `rows`: the baseline's hosts one after another.
+    fn train(&self, schema: &MetricSchema, rows: &Series) -> Result<Model>;
+}
+
+/// How a detector without a model gets one, and when it retrains.
 #[derive(Debug, Clone)]
 pub struct BaselinePlan {
     /// Samples (over all hosts) to collect before training.
     pub samples: usize,
-    /// The detector to train.
-    pub detector: DetectorKind,
-    /// Training settings.
-    pub config: TrainingConfig,
-    /// Where the trained artifact is saved, so a restart loads it instead of retraining.
-    pub model_dir: PathBuf,
     /// Retrain on the rolling baseline (the latest `samples` normal samples) after this many
     /// samples scored; `None` never retrains.
     pub retrain_every: Option<usize>,
     /// Hosts that sent nothing for this long (event time, ms) are forgotten by the live scorer;
-    /// 0 never (see [`LiveScorer::with_idle_eviction`]).
+    /// 0 never (see [`FleetScorer::with_idle_eviction`]).
     pub idle_host_ms: i64,
 }
 
@@ -55,19 +58,20 @@ enum Phase {
     },
     /// A model is being trained on another thread; new samples wait in `pending`.
     Training {
-        pending: Vec<Sample>,
-        done: mpsc::Receiver<anyhow::Result<Model>>,
+        pending: Vec<(i32, Sample)>,
+        done: mpsc::Receiver<Result<Model>>,
         /// The sampling interval learnt in the baseline.
         interval_ms: i64,
     },
     /// Scoring.
-    Live(Box<LiveScorer>),
+    Live(Box<FleetScorer>),
 }
 
 /// The detector's state: baseline, training or live.
-pub struct DetectorState {
+pub struct DetectorLifecycle {
     phase: Phase,
     plan: BaselinePlan,
+    trainer: Arc<dyn Trainer>,
     rule: EventRule,
     schema: MetricSchema,
     /// The latest samples scored outside anomaly events, at most `plan.samples`.
@@ -75,7 +79,7 @@ pub struct DetectorState {
     /// Samples scored since the model in use (or the retraining in flight) was started.
     since_training: usize,
     /// A retraining in flight.
-    retraining: Option<mpsc::Receiver<anyhow::Result<Model>>>,
+    retraining: Option<mpsc::Receiver<Result<Model>>>,
 }
 
 /// What the state reports besides detections.
@@ -89,30 +93,48 @@ pub enum Progress {
     Live,
 }
 
-impl DetectorState {
-    /// A detector that uses `model` from the start.
-    pub fn live(model: Model, rule: EventRule, plan: BaselinePlan) -> anyhow::Result<Self> {
+impl DetectorLifecycle {
+    /// A detector that uses `model` from the start and retrains with `trainer`.
+    pub fn live(
+        model: Model,
+        rule: EventRule,
+        plan: BaselinePlan,
+        trainer: Arc<dyn Trainer>,
+    ) -> Result<Self> {
         let schema = model.manifest().schema.clone();
-        let scorer = LiveScorer::new(model, rule)?.with_idle_eviction(plan.idle_host_ms);
+        let scorer = FleetScorer::new(model, rule)?.with_idle_eviction(plan.idle_host_ms);
         let phase = Phase::Live(Box::new(scorer));
-        Ok(Self::with_phase(phase, schema, rule, plan))
+        Ok(Self::with_phase(phase, schema, rule, plan, trainer))
     }
 
-    /// A detector that first collects a baseline of `plan.samples` samples of `schema`.
-    pub fn baseline(schema: MetricSchema, rule: EventRule, plan: BaselinePlan) -> Self {
+    /// A detector that first collects a baseline of `plan.samples` samples of `schema`, then
+    /// trains with `trainer`.
+    pub fn baseline(
+        schema: MetricSchema,
+        rule: EventRule,
+        plan: BaselinePlan,
+        trainer: Arc<dyn Trainer>,
+    ) -> Self {
         let phase = Phase::Baseline {
             rows: BTreeMap::new(),
             count: 0,
             last_ms: HashMap::new(),
             interval_ms: 0,
         };
-        Self::with_phase(phase, schema, rule, plan)
+        Self::with_phase(phase, schema, rule, plan, trainer)
     }
 
-    fn with_phase(phase: Phase, schema: MetricSchema, rule: EventRule, plan: BaselinePlan) -> Self {
+    fn with_phase(
+        phase: Phase,
+        schema: MetricSchema,
+        rule: EventRule,
+        plan: BaselinePlan,
+        trainer: Arc<dyn Trainer>,
+    ) -> Self {
         Self {
             phase,
             plan,
+            trainer,
             rule,
             schema,
             rolling: VecDeque::new(),
@@ -157,26 +179,34 @@ impl DetectorState {
     }
 
     /// The scorer, once live.
-    pub fn scorer(&self) -> Option<&LiveScorer> {
+    pub fn scorer(&self) -> Option<&FleetScorer> {
         match &self.phase {
             Phase::Live(s) => Some(s),
             _ => None,
         }
     }
 
-    /// Handles one sample. A sample of the wrong width is an error and changes nothing.
-    pub fn on_sample(&mut self, sample: Sample, out: &mut Vec<Detection>) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            sample.values.len() == self.schema.len(),
-            "sample of {} has {} values, the schema {}",
-            sample.entity,
-            sample.values.len(),
-            self.schema.len()
-        );
-        self.poll_training(out)?;
+    /// Handles one sample read from source `partition`, `now_ms` being the wall-clock time. A
+    /// sample of the wrong width is an error and changes nothing.
+    pub fn on_sample(
+        &mut self,
+        partition: i32,
+        sample: Sample,
+        now_ms: i64,
+        out: &mut Vec<Detection>,
+    ) -> Result<()> {
+        if sample.values.len() != self.schema.len() {
+            return Err(Error::InvalidInput(format!(
+                "sample of {} has {} values, the schema {}",
+                sample.entity,
+                sample.values.len(),
+                self.schema.len()
+            )));
+        }
+        self.poll_training(now_ms, out)?;
         match &mut self.phase {
             Phase::Live(scorer) => {
-                scorer.on_sample(&sample, out)?;
+                scorer.on_sample_from(partition, &sample, out)?;
                 // Samples inside an anomaly event would teach the next model that it is normal.
                 if !scorer.in_event(&sample.entity) {
                     if self.rolling.len() == self.plan.samples {
@@ -202,7 +232,7 @@ impl DetectorState {
                     self.since_training = 0;
                 }
             }
-            Phase::Training { pending, .. } => pending.push(sample),
+            Phase::Training { pending, .. } => pending.push((partition, sample)),
             Phase::Baseline {
                 rows,
                 count,
@@ -230,8 +260,37 @@ impl DetectorState {
         Ok(())
     }
 
-    /// Installs a model whose training finished, scoring the samples that waited for it.
-    pub fn poll_training(&mut self, out: &mut Vec<Detection>) -> anyhow::Result<()> {
+    /// The state of source `partition`'s hosts, encoded for storing with the partition's offsets
+    /// ([`FleetScorer::snapshot`]); `None` before a model is in use.
+    pub fn snapshot(&self, partition: i32) -> Result<Option<Vec<u8>>> {
+        match &self.phase {
+            Phase::Live(scorer) => scorer.snapshot(partition).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Restores source `partition`'s hosts from a [`snapshot`](Self::snapshot); `Some(hosts)`
+    /// when it was restored, `None` when there is no model yet or the snapshot belongs to
+    /// another model version (the hosts then start afresh).
+    pub fn restore(&mut self, partition: i32, snapshot: &[u8]) -> Result<Option<usize>> {
+        match &mut self.phase {
+            Phase::Live(scorer) => scorer.restore(partition, snapshot),
+            _ => Ok(None),
+        }
+    }
+
+    /// Forgets source `partition`'s hosts: the partition went to another instance, or its state
+    /// is about to be rebuilt by replay.
+    pub fn forget_partition(&mut self, partition: i32) {
+        if let Phase::Live(scorer) = &mut self.phase {
+            scorer.forget_partition(partition);
+        }
+    }
+
+    /// Installs a model whose training finished, scoring the samples that waited for it; `now_ms`
+    /// is the wall-clock time (samples measured before it, while the model trained, open no
+    /// event). An error is a failed first training: the detector has no model to go on with.
+    pub fn poll_training(&mut self, now_ms: i64, out: &mut Vec<Detection>) -> Result<()> {
         self.poll_retraining()?;
         let Phase::Training {
             done,
@@ -242,9 +301,9 @@ impl DetectorState {
             return Ok(());
         };
         let model = match done.try_recv() {
-            Ok(result) => result.context("training the baseline model failed")?,
+            Ok(result) => result?,
             Err(mpsc::TryRecvError::Empty) => return Ok(()),
-            Err(mpsc::TryRecvError::Disconnected) => anyhow::bail!("the training thread died"),
+            Err(mpsc::TryRecvError::Disconnected) => return Err(thread_died()),
         };
         let pending = std::mem::take(pending);
         let interval_ms = *interval_ms;
@@ -255,30 +314,27 @@ impl DetectorState {
             "model trained; detecting"
         );
         let mut scorer =
-            LiveScorer::new(model, self.rule)?.with_idle_eviction(self.plan.idle_host_ms);
+            FleetScorer::new(model, self.rule)?.with_idle_eviction(self.plan.idle_host_ms);
         // What was measured while the model trained (the samples that waited, and the next one
         // of each host, whose measurement interval began during training) may show training's
         // own CPU burst.
-        let trained_at_ms = chrono::Utc::now().timestamp_millis();
-        scorer.disturbed_until(trained_at_ms + interval_ms);
-        for sample in &pending {
-            scorer.on_sample(sample, out)?;
+        scorer.disturbed_until(now_ms + interval_ms);
+        for (partition, sample) in &pending {
+            scorer.on_sample_from(*partition, sample, out)?;
         }
         self.phase = Phase::Live(Box::new(scorer));
         Ok(())
     }
 
     /// Swaps in a retrained model once it is ready. A failed retraining keeps the model in use.
-    fn poll_retraining(&mut self) -> anyhow::Result<()> {
+    fn poll_retraining(&mut self) -> Result<()> {
         let Some(done) = &self.retraining else {
             return Ok(());
         };
         let result = match done.try_recv() {
             Ok(result) => result,
             Err(mpsc::TryRecvError::Empty) => return Ok(()),
-            Err(mpsc::TryRecvError::Disconnected) => {
-                Err(anyhow::anyhow!("the training thread died"))
-            }
+            Err(mpsc::TryRecvError::Disconnected) => Err(thread_died()),
         };
         self.retraining = None;
         match result {
@@ -289,24 +345,21 @@ impl DetectorState {
                     "retrained model in use"
                 );
                 let scorer =
-                    LiveScorer::new(model, self.rule)?.with_idle_eviction(self.plan.idle_host_ms);
+                    FleetScorer::new(model, self.rule)?.with_idle_eviction(self.plan.idle_host_ms);
                 self.phase = Phase::Live(Box::new(scorer));
             }
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "retraining failed; keeping the model in use")
+                tracing::warn!(error = %e, "retraining failed; keeping the model in use")
             }
         }
         Ok(())
     }
 
     /// Trains on the baseline on its own thread (training takes seconds and must not stall the
-    /// consumer), saves the artifact and hands the model back.
-    fn spawn_training(
-        &self,
-        rows: BTreeMap<String, Vec<f64>>,
-    ) -> mpsc::Receiver<anyhow::Result<Model>> {
+    /// consumer) and hands the model back.
+    fn spawn_training(&self, rows: BTreeMap<String, Vec<f64>>) -> mpsc::Receiver<Result<Model>> {
         let (tx, rx) = mpsc::channel();
-        let (plan, schema) = (self.plan.clone(), self.schema.clone());
+        let (trainer, schema) = (Arc::clone(&self.trainer), self.schema.clone());
         let hosts = rows.len();
         // Hosts are concatenated one after another; the few windows that straddle two hosts are
         // noise the model learns to tolerate, a fair price for one model per fleet.
@@ -317,36 +370,46 @@ impl DetectorState {
             "baseline collected; training"
         );
         std::thread::spawn(move || {
-            let result = (|| {
-                let series = Series::new(schema.len(), data)?;
-                let reporter = ProgressReporter::new("baseline");
-                let model =
-                    Model::train(&schema, &series, plan.detector, &plan.config, &mut |p| {
-                        reporter.report(p)
-                    })?;
-                reporter.finish();
-                model.save(&plan.model_dir).with_context(|| {
-                    format!("cannot save the model to {}", plan.model_dir.display())
-                })?;
-                Ok(model)
-            })();
+            let result = Series::new(schema.len(), data)
+                .map_err(Error::from)
+                .and_then(|series| trainer.train(&schema, &series));
             let _ = tx.send(result);
         });
         rx
     }
 }
 
+fn thread_died() -> Error {
+    Error::Training("the training thread died".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{DetectorKind, TrainingConfig};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
-    fn plan(dir: &std::path::Path, retrain_every: Option<usize>) -> BaselinePlan {
+    /// Trains PCA and counts the trainings.
+    #[derive(Default)]
+    struct CountingTrainer(AtomicUsize);
+
+    impl Trainer for CountingTrainer {
+        fn train(&self, schema: &MetricSchema, rows: &Series) -> Result<Model> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Model::train(
+                schema,
+                rows,
+                DetectorKind::Pca,
+                &TrainingConfig::default(),
+                &mut |_| {},
+            )
+        }
+    }
+
+    fn plan(retrain_every: Option<usize>) -> BaselinePlan {
         BaselinePlan {
             samples: 1200,
-            detector: DetectorKind::Pca,
-            config: TrainingConfig::default(),
-            model_dir: dir.to_path_buf(),
             retrain_every,
             idle_host_ms: 0,
         }
@@ -356,18 +419,19 @@ mod tests {
         anomaly_core::synthetic::cyclic_host_row(step).to_vec()
     }
 
-    fn feed(state: &mut DetectorState, steps: std::ops::Range<u64>, out: &mut Vec<Detection>) {
+    fn feed(state: &mut DetectorLifecycle, steps: std::ops::Range<u64>, out: &mut Vec<Detection>) {
         for step in steps {
+            let at = step as i64 * 1000;
             state
-                .on_sample(Sample::new("h", step as i64 * 1000, row(step)), out)
+                .on_sample(0, Sample::new("h", at, row(step)), at, out)
                 .unwrap();
         }
     }
 
     fn wait_until(
-        state: &mut DetectorState,
+        state: &mut DetectorLifecycle,
         out: &mut Vec<Detection>,
-        done: impl Fn(&DetectorState) -> bool,
+        done: impl Fn(&DetectorLifecycle) -> bool,
     ) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done(state) {
@@ -379,22 +443,26 @@ mod tests {
                 state.since_training
             );
             std::thread::sleep(Duration::from_millis(20));
-            state.poll_training(out).unwrap();
+            state.poll_training(0, out).unwrap();
         }
     }
 
-    fn version(state: &DetectorState) -> Option<String> {
+    fn version(state: &DetectorLifecycle) -> Option<String> {
         state
             .scorer()
             .map(|s| s.model().manifest().model_version.clone())
     }
 
     #[test]
-    fn baseline_trains_saves_scores_what_waited_and_retrains_on_schedule() {
-        let dir = std::env::temp_dir().join(format!("anomaly-state-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn baseline_trains_scores_what_waited_and_retrains_on_schedule() {
         let rule = EventRule::new(2, 3, 5).unwrap();
-        let mut state = DetectorState::baseline(MetricSchema::host(), rule, plan(&dir, Some(1500)));
+        let trainer = Arc::new(CountingTrainer::default());
+        let mut state = DetectorLifecycle::baseline(
+            MetricSchema::host(),
+            rule,
+            plan(Some(1500)),
+            Arc::clone(&trainer) as Arc<dyn Trainer>,
+        );
         let mut out = Vec::new();
 
         feed(&mut state, 0..1200, &mut out);
@@ -411,10 +479,7 @@ mod tests {
             50 - 9,
             "every waiting sample goes through the new windows"
         );
-        assert!(
-            dir.join(anomaly_model::artifact::MANIFEST_FILE).is_file(),
-            "the artifact is saved"
-        );
+        assert_eq!(trainer.0.load(Ordering::SeqCst), 1);
         let first = version(&state).unwrap();
 
         // 1500 samples later it retrains on the latest 1200 and swaps the model in.
@@ -422,20 +487,20 @@ mod tests {
         wait_until(&mut state, &mut out, |s| {
             version(s).is_some_and(|v| v != first)
         });
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(trainer.0.load(Ordering::SeqCst), 2);
     }
 
     #[test]
     fn a_sample_of_another_schema_is_refused_in_every_phase() {
-        let dir = std::env::temp_dir().join(format!("anomaly-state-refuse-{}", std::process::id()));
-        let mut state = DetectorState::baseline(
+        let mut state = DetectorLifecycle::baseline(
             MetricSchema::host(),
             EventRule::new(1, 1, 1).unwrap(),
-            plan(&dir, None),
+            plan(None),
+            Arc::new(CountingTrainer::default()),
         );
         assert!(
             state
-                .on_sample(Sample::new("h", 0, vec![1.0; 3]), &mut Vec::new())
+                .on_sample(0, Sample::new("h", 0, vec![1.0; 3]), 0, &mut Vec::new())
                 .is_err()
         );
         assert_eq!(state.progress(), Progress::Baseline(0.0));

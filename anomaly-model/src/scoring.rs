@@ -150,7 +150,7 @@ fn time_weights(window: usize, decay: f32) -> Vec<f32> {
 
 /// A streaming moving average of the last `len` scores of one entity, so that a single noisy
 /// window does not decide alone.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ScoreSmoother {
     recent: Vec<f32>,
     next: usize,

@@ -106,15 +106,75 @@ fn only_the_kafka_runtime_knows_rdkafka_or_tokio_and_window_logic_reads_no_clock
 }
 
 #[test]
-fn no_library_depends_on_the_apps() {
-    for library in LIBRARIES {
-        let deps = dependencies(library);
-        assert!(!deps.is_empty(), "{library}'s manifest was read");
+fn no_library_or_bench_depends_on_the_apps() {
+    for krate in LIBRARIES.iter().copied().chain(["benches"]) {
+        let deps = dependencies(krate);
+        assert!(!deps.is_empty(), "{krate}'s manifest was read");
         assert!(
             !deps.iter().any(|d| d == "anomaly-apps"),
-            "{library} depends on anomaly-apps"
+            "{krate} depends on anomaly-apps"
         );
     }
+}
+
+#[test]
+fn the_detector_logic_lives_in_the_model_crate_reads_no_clock_and_pulls_in_no_kafka_runtime() {
+    // The apps compose: per-host windows and decision state are the library's.
+    let apps_with_state = files_mentioning(
+        &root().join("apps").join("src"),
+        &["HostDetector", "RowWindows", "EventTracker"],
+    );
+    assert!(
+        apps_with_state.is_empty(),
+        "per-host detection state kept in the apps: {apps_with_state:?}"
+    );
+    let model_src = root().join("anomaly-model").join("src");
+    let decision_files = ["fleet.rs", "lifecycle.rs", "host.rs", "adaptation.rs"];
+    for file in decision_files {
+        assert!(
+            model_src.join(file).is_file(),
+            "anomaly-model/src/{file} exists"
+        );
+    }
+    // The tests below `#[cfg(test)]` may time themselves; the logic above may not.
+    let clocks: Vec<_> = decision_files
+        .iter()
+        .filter(|file| {
+            let text = std::fs::read_to_string(model_src.join(file)).unwrap();
+            let logic = text.split("#[cfg(test)]").next().unwrap_or("");
+            logic.lines().any(|line| {
+                let code = line.split("//").next().unwrap_or("");
+                ["SystemTime::now", "Instant::now", "Utc::now"]
+                    .iter()
+                    .any(|clock| code.contains(clock))
+            })
+        })
+        .collect();
+    assert!(
+        clocks.is_empty(),
+        "decision logic reads a clock instead of being passed the time: {clocks:?}"
+    );
+    // The model crate uses the window operators only: the workspace takes anomaly-stream
+    // without its Kafka runtime, and anomaly-model does not ask for it.
+    let manifest =
+        |path: &Path| -> toml::Table { std::fs::read_to_string(path).unwrap().parse().unwrap() };
+    let workspace = manifest(&root().join("Cargo.toml"));
+    let shared = workspace["workspace"]["dependencies"]["anomaly-stream"]
+        .as_table()
+        .expect("anomaly-stream as a table");
+    assert_eq!(
+        shared.get("default-features").and_then(|v| v.as_bool()),
+        Some(false),
+        "the workspace must take anomaly-stream without its Kafka runtime by default"
+    );
+    let model = manifest(&root().join("anomaly-model").join("Cargo.toml"));
+    let deps = model["dependencies"].as_table().unwrap();
+    let stream = &deps["anomaly-stream"];
+    assert!(
+        stream.get("features").is_none() && stream.get("default-features").is_none(),
+        "anomaly-model must take anomaly-stream without its Kafka runtime: {stream:?}"
+    );
+    assert!(!deps.contains_key("rdkafka") && !deps.contains_key("tokio"));
 }
 
 #[test]

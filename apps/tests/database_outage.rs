@@ -349,9 +349,21 @@ impl Scenario {
             || health(port).0 == 200,
         );
         let mut connection = PgConnection::establish(&postgres.url()).unwrap();
-        let rows: Vec<Host> = diesel::sql_query("SELECT host FROM anomalies")
-            .load(&mut connection)
-            .unwrap();
+        let mut events = || -> Vec<Host> {
+            diesel::sql_query("SELECT host FROM anomalies")
+                .load(&mut connection)
+                .unwrap()
+        };
+        // The samples that waited behind the outage are scored once the store answers again.
+        wait_for(
+            "the event stored",
+            Duration::from_secs(30),
+            &self.log,
+            || !events().is_empty(),
+        );
+        // Time for a duplicate, if there were one, to land.
+        std::thread::sleep(Duration::from_secs(2));
+        let rows = events();
         assert_eq!(rows.len(), 1, "exactly the one event: {rows:?}");
         assert_eq!(rows[0].host, "web-1");
         let Count { n } = diesel::sql_query("SELECT count(*) AS n FROM anomalies")

@@ -60,7 +60,14 @@ fn a_short_demo_trains_detects_and_writes_its_summary() {
         "{summary}"
     );
     // The demo keeps what it trained and found where it said.
-    assert!(dir.join("model").join("manifest.json").is_file());
+    let kept = anomaly_model::ModelStore::new(dir.join("model"))
+        .load_current()
+        .unwrap()
+        .expect("the trained model is kept");
+    assert_eq!(
+        kept.model.manifest().model_version,
+        summary["model_version"].as_str().unwrap()
+    );
     assert!(dir.join("anomalies.db").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }

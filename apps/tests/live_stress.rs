@@ -140,10 +140,10 @@ fn stress_ng_on_one_or_two_cores_opens_an_event_within_five_seconds_and_idle_min
         )
     };
 
-    // The artifact is saved just before the model goes live.
+    // The model is published just before it goes live.
     let deadline = Instant::now() + Duration::from_secs(480);
     while !model_dir
-        .join(anomaly_model::artifact::MANIFEST_FILE)
+        .join(anomaly_model::versions::CURRENT_FILE)
         .is_file()
     {
         assert!(

@@ -1,9 +1,10 @@
 //! The event store against a real PostgreSQL and an SQLite file: migrations apply, rows round-trip,
-//! an event's update replaces it, a stale update changes nothing, and a replay adds nothing.
+//! an event's update replaces it, a stale update changes nothing, and a replay adds nothing;
+//! checkpoints (offsets and detector state) are stored with the events and never move back.
 
 mod support;
 
-use anomaly_apps::store::{AnomalyRow, Store};
+use anomaly_apps::store::{AnomalyRow, Checkpoint, Store};
 use chrono::{TimeZone, Utc};
 
 fn sample_row(host: &str, minute: u32) -> AnomalyRow {
@@ -39,15 +40,54 @@ fn round_trip_and_upsert(store: &mut Store) {
     assert_eq!(back, vec![closed, rows[1].clone()]);
 }
 
+/// Commits events with checkpoints of two partitions, then a stale checkpoint (an instance that
+/// lost the partition), and reads them back.
+fn checkpoints_round_trip_and_never_move_back(store: &mut Store) {
+    let checkpoint = |partition, next_offset, state: Option<(u64, &[u8])>| Checkpoint {
+        topic: "metrics".to_string(),
+        partition,
+        next_offset,
+        replay_from: state.map_or(0, |(at, _)| at),
+        state: state.map(|(at, bytes)| (at, bytes.to_vec())),
+    };
+    assert!(store.checkpoints("g", "metrics", &[0, 1]).unwrap().is_empty());
+    store
+        .commit("g", &[sample_row("db-1", 9)], &checkpoint(0, 100, Some((90, b"s90"))))
+        .unwrap();
+    store.commit("g", &[], &checkpoint(1, 7, None)).unwrap();
+    // Later: offsets move on, the state stays as it was when none is given.
+    store.commit("g", &[], &checkpoint(0, 120, None)).unwrap();
+    // A stale writer's commit changes neither offsets nor state.
+    store
+        .commit("g", &[], &checkpoint(0, 95, Some((80, b"s80"))))
+        .unwrap();
+    let mut stored = store.checkpoints("g", "metrics", &[0, 1, 2]).unwrap();
+    stored.sort_by_key(|c| c.partition);
+    assert_eq!(
+        stored,
+        vec![
+            Checkpoint {
+                replay_from: 0,
+                ..checkpoint(0, 120, Some((90, b"s90")))
+            },
+            checkpoint(1, 7, None),
+        ]
+    );
+    // Another group's positions are its own.
+    assert!(store.checkpoints("other", "metrics", &[0]).unwrap().is_empty());
+    assert!(store.events().unwrap().iter().any(|r| r.host == "db-1"));
+}
+
 #[test]
 fn postgres_migrates_round_trips_and_never_duplicates_an_event() {
     let (_db, url) = support::ScratchDatabase::create();
     let mut store = Store::open(&url).expect("open PostgreSQL store");
     assert!(matches!(store, Store::Postgres(_)));
     round_trip_and_upsert(&mut store);
+    checkpoints_round_trip_and_never_move_back(&mut store);
     // Opening again applies no migration twice and keeps the rows.
     let mut again = Store::open(&url).expect("reopen");
-    assert_eq!(again.events().unwrap().len(), 2);
+    assert_eq!(again.events().unwrap().len(), 3);
 }
 
 #[test]
@@ -56,6 +96,7 @@ fn sqlite_migrates_round_trips_and_never_duplicates_an_event() {
     let mut store = Store::open(path.to_str().unwrap()).expect("open SQLite store");
     assert!(matches!(store, Store::Sqlite(_)));
     round_trip_and_upsert(&mut store);
+    checkpoints_round_trip_and_never_move_back(&mut store);
     drop(store);
     std::fs::remove_file(&path).unwrap();
 }

@@ -3,12 +3,11 @@
 //! the score and run the event rule; round-robin over a fleet of 1,000 and 10,000 hosts, with a
 //! few hosts anomalous. Run: `cargo bench -p anomaly-benches --bench detector_path`.
 
-use anomaly_apps::detect::pipeline::LiveScorer;
 use anomaly_benches::trained_model;
 use anomaly_core::Sample;
 use anomaly_core::alerting::EventRule;
 use anomaly_core::synthetic::{Injection, SyntheticHost};
-use anomaly_model::DetectorKind;
+use anomaly_model::{DetectorKind, FleetScorer};
 use anomaly_stream::{Codec, PostcardCodec};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -43,7 +42,7 @@ fn detector_path(c: &mut Criterion) {
                 payloads.push(buf);
             }
         }
-        let mut scorer = LiveScorer::new(model.clone(), EventRule::new(2, 3, 5).unwrap()).unwrap();
+        let mut scorer = FleetScorer::new(model.clone(), EventRule::new(2, 3, 5).unwrap()).unwrap();
         let mut out = Vec::new();
         let mut next = payloads.iter().cycle();
         group.bench_function(format!("{hosts}_hosts"), |b| {

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::collect::{CollectArgs, parse_duration};
 use super::detect::{DEFAULT_MAX_RECORD_BYTES, DetectArgs, DetectorView};
 use crate::collect::SampleFormat;
-use crate::detect::state::Progress;
+use anomaly_model::Progress;
 
 /// Arguments of `anomaly demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -168,6 +168,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         max_sample_age: Duration::from_millis(limits.max_age_ms.unsigned_abs()),
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         idle_host_timeout: Duration::from_secs(3600),
+        kafka_options: Vec::new(),
     };
     let detector_listener = TcpListener::bind(args.detector_listen)
         .await

@@ -10,18 +10,22 @@ use std::time::Duration;
 
 use anomaly_core::alerting::EventRule;
 use anomaly_core::{MetricSchema, Sample, SampleLimits};
-use anomaly_model::{DetectorKind, Model};
+use anomaly_model::{BaselinePlan, DetectorKind, DetectorLifecycle, ModelStore};
 use anomaly_stream::kafka::KafkaRuntime;
-use anomaly_stream::{Codec, JsonCodec, PostcardCodec, Rejection, TopologyBuilder, Utf8Codec};
+use anomaly_stream::{
+    Codec, JsonCodec, PostcardCodec, Record, Rejection, TopologyBuilder, TransactionalSink,
+    Utf8Codec,
+};
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use tokio::net::TcpListener;
 
 use super::collect::parse_duration;
 use crate::collect::SampleFormat;
+use crate::detect::event_topic::EventTopic;
 use crate::detect::metric_names;
-use crate::detect::sink::{DetectorCounters, DetectorSink, EventTopic};
-use crate::detect::state::{BaselinePlan, DetectorState};
+use crate::detect::sink::{DetectorCounters, DetectorSink};
+use crate::detect::trainer::SavingTrainer;
 use crate::store::StoreWriter;
 use crate::telemetry;
 
@@ -53,7 +57,11 @@ pub struct DetectArgs {
     /// Where anomaly events are stored: a `postgres://` URL or an SQLite file path.
     #[arg(long, env = "ANOMALY_DATABASE_URL", default_value = "anomalies.db")]
     pub database_url: String,
-    /// The model artifact: loaded if present, otherwise written after baseline training.
+    /// The model directory: a store of versions whose current one is loaded (or a plain
+    /// artifact written by `anomaly train --out`); trained from a baseline when empty. Each
+    /// (re)training publishes a new version, checksummed and switched to atomically, so a
+    /// process killed while saving leaves the previous version current; a damaged current
+    /// version is refused with the reason and the newest intact earlier one serves instead.
     #[arg(long, env = "ANOMALY_MODEL_DIR", default_value = "model")]
     pub model_dir: PathBuf,
     /// Samples (over all hosts) collected as a baseline before training, when there is no model.
@@ -108,6 +116,13 @@ pub struct DetectArgs {
     /// scoring state and score gauge go, and an event still open on them closes; 0 never.
     #[arg(long, env = "ANOMALY_IDLE_HOST_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
     pub idle_host_timeout: Duration,
+    /// A librdkafka property for the detector's stream consumer and producer, as `KEY=VALUE`;
+    /// repeatable. For example `session.timeout.ms=6000` (a crashed instance's partitions move
+    /// sooner) or `group.instance.id=detector-1` (static membership, where the broker supports
+    /// it: a restarted instance gets its partitions back without waiting for the session
+    /// timeout).
+    #[arg(long = "kafka-option", value_parser = parse_kafka_option)]
+    pub kafka_options: Vec<(String, String)>,
 }
 
 /// Far more than a host sample needs (about 130 bytes of JSON), far less than a runaway
@@ -186,29 +201,32 @@ pub async fn run_until(
         "--baseline-samples {} is too few: training needs at least {needed}",
         args.baseline_samples
     );
-    let plan = BaselinePlan {
-        samples: args.baseline_samples,
+    let trainer = Arc::new(SavingTrainer {
         detector: args.detector,
         config,
         model_dir: args.model_dir.clone(),
+    });
+    let plan = BaselinePlan {
+        samples: args.baseline_samples,
         retrain_every: (args.retrain_every > 0).then_some(args.retrain_every),
         idle_host_ms: i64::try_from(args.idle_host_timeout.as_millis()).unwrap_or(i64::MAX),
     };
-    let state = if args
-        .model_dir
-        .join(anomaly_model::artifact::MANIFEST_FILE)
-        .is_file()
-    {
-        let model = Model::load(&args.model_dir)
-            .with_context(|| format!("cannot load the model in {}", args.model_dir.display()))?;
+    let loaded = ModelStore::new(&args.model_dir)
+        .load_current()
+        .with_context(|| format!("cannot load the model in {}", args.model_dir.display()))?;
+    let state = if let Some(loaded) = loaded {
+        for (version, problem) in &loaded.refused {
+            tracing::error!(%version, %problem, "model version refused");
+        }
+        let model = loaded.model;
         tracing::info!(model_version = %model.manifest().model_version, "model loaded");
-        DetectorState::live(model, rule, plan)?
+        DetectorLifecycle::live(model, rule, plan, trainer)?
     } else {
         tracing::info!(
             samples = args.baseline_samples,
             "no model yet: collecting a baseline"
         );
-        DetectorState::baseline(MetricSchema::host(), rule, plan)
+        DetectorLifecycle::baseline(MetricSchema::host(), rule, plan, trainer)
     };
     let health = telemetry::Health::default();
     let store = Arc::new(StoreWriter::new(args.database_url.clone(), health.clone()));
@@ -232,6 +250,7 @@ pub async fn run_until(
         .context("cannot create the anomalies producer")?;
     let sink = DetectorSink::new(
         state,
+        &args.group,
         store,
         Some(EventTopic {
             producer,
@@ -244,11 +263,13 @@ pub async fn run_until(
         SampleFormat::Json => topology(&args, JsonCodec, sink.clone())?,
         SampleFormat::Postcard => topology(&args, PostcardCodec, sink.clone())?,
     };
-    let running = KafkaRuntime::builder(topology)
+    let mut runtime = KafkaRuntime::builder(topology)
         .brokers(args.brokers.clone())
-        .group_id(args.group.clone())
-        .build()?
-        .start()?;
+        .group_id(args.group.clone());
+    for (key, value) in &args.kafka_options {
+        runtime = runtime.set(key, value);
+    }
+    let running = runtime.build()?.start()?;
 
     let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
     let server = listener.map(|l| {
@@ -306,7 +327,7 @@ pub async fn run_until(
 fn topology(
     args: &DetectArgs,
     codec: impl Codec<Sample> + 'static,
-    sink: DetectorSink,
+    sink: impl TransactionalSink<Record<String, Sample>>,
 ) -> anyhow::Result<anomaly_stream::Topology> {
     let limits = args.sample_limits(MetricSchema::host().len());
     let builder = TopologyBuilder::new()
@@ -323,8 +344,18 @@ fn topology(
                 message: format!("sample of {:?}: {problem}", truncated(&sample.entity)),
             })
         })
-        .to_sink("detector", sink);
+        .to_transactional("detector", sink);
     Ok(builder.build()?)
+}
+
+/// Parses a `--kafka-option` (`KEY=VALUE`, neither empty).
+fn parse_kafka_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() && !value.is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 /// At most the first 64 characters of `name`, for messages about names that may be huge.
@@ -363,23 +394,8 @@ mod tests {
         use anomaly_stream::TestDriver;
         use anomaly_stream::topology::DLQ_REASON_HEADER;
         let args = default_args();
-        let dir =
-            std::env::temp_dir().join(format!("anomaly-detect-poison-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Arc::new(StoreWriter::new(
-            dir.join("events.db").to_string_lossy(),
-            telemetry::Health::default(),
-        ));
-        let plan = BaselinePlan {
-            samples: 1000,
-            detector: DetectorKind::Pca,
-            config: anomaly_model::TrainingConfig::default(),
-            model_dir: dir.join("model"),
-            retrain_every: None,
-            idle_host_ms: 0,
-        };
-        let state = DetectorState::baseline(MetricSchema::host(), EventRule::default(), plan);
-        let sink = DetectorSink::new(state, store, None, telemetry::Health::default());
+        // The detector's own path is tested on its own; here, what reaches it.
+        let sink = anomaly_stream::MemorySink::<Record<String, Sample>>::new();
         let mut driver = TestDriver::new(topology(&args, PostcardCodec, sink.clone()).unwrap());
 
         let now = chrono::Utc::now().timestamp_millis();
@@ -454,7 +470,7 @@ mod tests {
                 "undecodable"
             ]
         );
-        assert_eq!(sink.counters().samples, 2, "only the valid samples");
-        std::fs::remove_dir_all(&dir).unwrap();
+        let reached: Vec<String> = sink.records().into_iter().map(|r| r.key).collect();
+        assert_eq!(reached, ["web-1", "web-2"], "only the valid samples");
     }
 }

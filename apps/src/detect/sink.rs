@@ -1,36 +1,40 @@
-//! The detector as a sink of the sample stream: every batch goes through the detector state, and
-//! the anomaly events it yields are written to the store and the anomalies topic before the batch
-//! is acknowledged, so the source offsets behind them are committed only then (at-least-once; the
-//! store's upsert makes a replay harmless). An unreachable store or broker does not stop the
-//! detector: the write is retried with backoff until it succeeds, consumption waits meanwhile, and
-//! `/health` reports the problem.
+//! The detector as the exactly-once sink of the sample stream. Each partition's batch goes through
+//! the detector's lifecycle; the anomaly events it yields go to the anomalies topic, then to the
+//! store in one transaction with the partition's next offset and, every few seconds, the state
+//! of the partition's hosts. On assignment the runtime asks the sink where each partition stands:
+//! the hosts' state is restored and the records after it are replayed (rebuilding the state,
+//! writing nothing again), so a restart, a crash or a rebalance neither loses nor duplicates an
+//! event row, and an incident still running carries on as the same event.
+//!
+//! An unreachable store or broker does not stop the detector: writes are retried with backoff
+//! until they succeed, consumption waits meanwhile, and `/health` reports the problem.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anomaly_core::{Anomaly, Sample};
-use anomaly_stream::Record;
-use anomaly_stream::sink::{BoxFuture, Sink};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use anomaly_model::{Detection, DetectorLifecycle, Progress};
+use anomaly_stream::sink::{BoxFuture, TransactionalSink};
+use anomaly_stream::{Record, SourceOffset};
 
+use super::event_topic::EventTopic;
 use super::metric_names as m;
-use super::pipeline::Detection;
-use super::state::{DetectorState, Progress};
-use crate::store::{AnomalyRow, StoreWriter};
+use crate::store::{AnomalyRow, Checkpoint, StoreWriter};
 use crate::telemetry::Health;
 
-/// The `/health` component a delivery problem on the anomalies topic is reported under.
-const TOPIC_COMPONENT: &str = "anomalies topic";
-/// Backoff between delivery attempts to the anomalies topic: from the first to the longest.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const LONGEST_BACKOFF: Duration = Duration::from_secs(5);
+/// How often each partition's host state is stored with its offsets. Between two, a restart
+/// replays the records since the last one (at 1 Hz per host, this many samples per host).
+const STATE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Where anomaly events go besides the store.
-pub struct EventTopic {
-    /// An idempotent producer (acks=all).
-    pub producer: FutureProducer,
-    /// The topic, keyed by host, values JSON [`Anomaly`].
-    pub topic: String,
+/// Where the sink stands in one source partition.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    /// Where reading must start again to rebuild the partition's state: the offset its stored
+    /// state is as of, or where this life's reading began.
+    replay_from: u64,
+    /// When the partition's state was last stored.
+    stored_at: Option<Instant>,
 }
 
 /// Counters the demo prints and the tests read; the same figures go to Prometheus.
@@ -51,18 +55,22 @@ pub struct DetectorCounters {
 /// The detector sink. Clones share the same state.
 #[derive(Clone)]
 pub struct DetectorSink {
-    state: Arc<Mutex<DetectorState>>,
+    state: Arc<Mutex<DetectorLifecycle>>,
     store: Arc<StoreWriter>,
     events: Option<Arc<EventTopic>>,
     health: Health,
     counters: Arc<Mutex<DetectorCounters>>,
+    /// The consumer group whose offsets and state the store keeps.
+    group: Arc<str>,
+    cursors: Arc<Mutex<HashMap<(String, i32), Cursor>>>,
 }
 
 impl DetectorSink {
-    /// A sink driving `state`, writing events to `store` and, when given, to `events`, and
-    /// reporting delivery problems to `health`.
+    /// A sink driving `state` for consumer `group`, writing events, offsets and state to `store`
+    /// and events, when given, to `events`, and reporting delivery problems to `health`.
     pub fn new(
-        state: DetectorState,
+        state: DetectorLifecycle,
+        group: &str,
         store: Arc<StoreWriter>,
         events: Option<EventTopic>,
         health: Health,
@@ -73,6 +81,8 @@ impl DetectorSink {
             events: events.map(Arc::new),
             health,
             counters: Arc::new(Mutex::new(DetectorCounters::default())),
+            group: Arc::from(group),
+            cursors: Arc::default(),
         }
     }
 
@@ -120,8 +130,8 @@ impl DetectorSink {
         {
             let mut state = self.state.lock().expect("detector state lock");
             state
-                .poll_training(&mut out)
-                .map_err(|e| sink_error(format!("{e:#}")))?;
+                .poll_training(chrono::Utc::now().timestamp_millis(), &mut out)
+                .map_err(|e| sink_error(format!("training the baseline model failed: {e}")))?;
             metrics::gauge!(m::BASELINE_PROGRESS_RATIO).set(match state.progress() {
                 Progress::Baseline(p) => p,
                 Progress::Training | Progress::Live => 1.0,
@@ -142,7 +152,8 @@ impl DetectorSink {
         self.publish(out).await
     }
 
-    fn detect(&self, batch: Vec<Record<String, Sample>>) -> anomaly_stream::Result<Vec<Detection>> {
+    /// Runs `batch`, read from source `partition`, through the detector.
+    fn detect(&self, partition: i32, batch: Vec<Record<String, Sample>>) -> Vec<Detection> {
         let mut out = Vec::new();
         let mut state = self.state.lock().expect("detector state lock");
         let mut refused = 0;
@@ -152,7 +163,7 @@ impl DetectorSink {
         for record in batch {
             let sample_ms = record.value.timestamp_ms;
             let before = out.len();
-            if let Err(e) = state.on_sample(record.value, &mut out) {
+            if let Err(e) = state.on_sample(partition, record.value, now_ms, &mut out) {
                 // A sample of another schema cannot be scored; say so and carry on with the rest.
                 tracing::warn!(host = %record.key, error = %format!("{e:#}"), "sample refused");
                 refused += 1;
@@ -167,109 +178,166 @@ impl DetectorSink {
         let mut counters = self.counters.lock().expect("counters lock");
         counters.samples += samples;
         counters.refused += refused;
-        Ok(out)
+        out
     }
 
-    async fn publish(&self, detections: Vec<Detection>) -> anomaly_stream::Result<()> {
+    /// Counts and logs `detections`; returns the events among them.
+    fn account(&self, detections: Vec<Detection>) -> Vec<Anomaly> {
         let mut events: Vec<Anomaly> = Vec::new();
         let mut scored = 0;
-        {
-            let mut counters = self.counters.lock().expect("counters lock");
-            for d in detections {
-                match d {
-                    Detection::Scored { score, .. } => {
-                        counters.windows_scored += 1;
-                        counters.last_score = score;
-                        scored += 1;
+        let mut counters = self.counters.lock().expect("counters lock");
+        for d in detections {
+            match d {
+                Detection::Scored { score, .. } => {
+                    counters.windows_scored += 1;
+                    counters.last_score = score;
+                    scored += 1;
+                }
+                Detection::Event(anomaly) => {
+                    if !anomaly.closed {
+                        counters.anomalies += 1;
+                        metrics::counter!(m::ANOMALIES_TOTAL, m::HOST => anomaly.entity.clone())
+                            .increment(1);
+                        tracing::warn!(
+                            host = %anomaly.entity,
+                            score = anomaly.score,
+                            threshold = anomaly.threshold,
+                            severity = anomaly.severity.as_str(),
+                            top = ?anomaly.top_metrics.iter().map(|c| c.metric.as_str()).collect::<Vec<_>>(),
+                            "anomaly"
+                        );
                     }
-                    Detection::Event(anomaly) => {
-                        if !anomaly.closed {
-                            counters.anomalies += 1;
-                            metrics::counter!(m::ANOMALIES_TOTAL, m::HOST => anomaly.entity.clone()).increment(1);
-                            tracing::warn!(
-                                host = %anomaly.entity,
-                                score = anomaly.score,
-                                threshold = anomaly.threshold,
-                                severity = anomaly.severity.as_str(),
-                                top = ?anomaly.top_metrics.iter().map(|c| c.metric.as_str()).collect::<Vec<_>>(),
-                                "anomaly"
-                            );
-                        }
-                        events.push(anomaly);
-                    }
+                    events.push(anomaly);
                 }
             }
         }
         metrics::counter!(m::WINDOWS_SCORED_TOTAL).increment(scored);
+        events
+    }
+
+    /// Events that belong to no source position (those of samples that waited for training):
+    /// to the topic, then upserted in the store.
+    async fn publish(&self, detections: Vec<Detection>) -> anomaly_stream::Result<()> {
+        let events = self.account(detections);
         if events.is_empty() {
             return Ok(());
         }
+        if let Some(topic) = &self.events {
+            topic.publish(&events, &self.health).await;
+        }
         let rows: Vec<AnomalyRow> = events.iter().map(AnomalyRow::from).collect();
         self.store.upsert(rows).await;
-        if let Some(topic) = &self.events {
-            let mut backoff = FIRST_BACKOFF;
-            loop {
-                match deliver(topic, &events).await {
-                    Ok(()) => {
-                        self.health.recovered(TOPIC_COMPONENT);
-                        break;
-                    }
-                    Err(e) => {
-                        // Redelivery may duplicate an event on the topic; consumers
-                        // deduplicate on (host, window start, model version).
-                        let problem = e.to_string();
-                        tracing::warn!(error = %problem, retry_in_ms = backoff.as_millis() as u64, "cannot publish anomaly events; consumption waits");
-                        self.health.problem(TOPIC_COMPONENT, problem);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(LONGEST_BACKOFF);
-                    }
-                }
-            }
-        }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        for opened in events.iter().filter(|a| !a.closed) {
-            let latency = (now_ms - opened.window_end_ms).max(0) as f64 / 1000.0;
-            metrics::histogram!(m::EVENT_LATENCY_SECONDS).record(latency);
-        }
+        record_event_latency(&events);
         Ok(())
     }
-}
 
-/// Publishes `events` on `topic`, keyed by host: every event is enqueued before any delivery is
-/// awaited, so a batch with many events costs one broker round trip, not one per event.
-async fn deliver(topic: &EventTopic, events: &[Anomaly]) -> anomaly_stream::Result<()> {
-    let mut deliveries = Vec::with_capacity(events.len());
-    for anomaly in events {
-        let payload = serde_json::to_vec(anomaly).map_err(|e| sink_error(e.to_string()))?;
-        let record = FutureRecord::to(&topic.topic)
-            .key(&anomaly.entity)
-            .payload(&payload);
-        match topic.producer.send_result(record) {
-            Ok(delivery) => deliveries.push(delivery),
-            // The producer's queue is full: wait for what is in flight, then send this one the
-            // patient way.
-            Err((_, record)) => {
-                await_deliveries(std::mem::take(&mut deliveries)).await?;
-                topic
-                    .producer
-                    .send(record, Duration::from_secs(30))
-                    .await
-                    .map_err(|(e, _)| sink_error(format!("cannot publish an anomaly: {e}")))?;
+    /// What to store with the events of a transaction for `source`: its next offset, where to
+    /// replay from, and the partition's state when it is due.
+    fn checkpoint(&self, source: SourceOffset) -> anomaly_stream::Result<Checkpoint> {
+        let mut cursors = self.cursors.lock().expect("cursors lock");
+        // A partition the runtime did not ask about had nothing stored: its reading began at
+        // the start of the topic (auto.offset.reset=earliest).
+        let cursor = cursors
+            .entry((source.topic.clone(), source.partition))
+            .or_insert(Cursor {
+                replay_from: 0,
+                stored_at: None,
+            });
+        let due = cursor
+            .stored_at
+            .is_none_or(|at| at.elapsed() >= STATE_INTERVAL);
+        let mut state = None;
+        if due {
+            let snapshot = self
+                .state
+                .lock()
+                .expect("detector state lock")
+                .snapshot(source.partition)
+                .map_err(|e| sink_error(format!("cannot encode the detector state: {e}")))?;
+            if let Some(bytes) = snapshot {
+                cursor.replay_from = source.offset;
+                cursor.stored_at = Some(Instant::now());
+                state = Some((source.offset, bytes));
             }
         }
+        Ok(Checkpoint {
+            topic: source.topic,
+            partition: source.partition,
+            next_offset: source.offset,
+            replay_from: cursor.replay_from.min(source.offset),
+            state,
+        })
     }
-    await_deliveries(deliveries).await
+
+    /// Restores the stored state of `partition` of `topic` and says where reading starts.
+    fn restore(
+        &self,
+        topic: &str,
+        partition: i32,
+        stored: Option<&Checkpoint>,
+    ) -> Option<SourceOffset> {
+        let replay_from = {
+            let mut state = self.state.lock().expect("detector state lock");
+            // Whatever this instance held for the partition (an earlier ownership) is stale.
+            state.forget_partition(partition);
+            match stored {
+                // Nothing stored: from the start of the topic.
+                None => 0,
+                Some(cp) => match &cp.state {
+                    None => cp.replay_from,
+                    Some((at, bytes)) => match state.restore(partition, bytes) {
+                        Ok(Some(hosts)) => {
+                            tracing::info!(
+                                topic,
+                                partition,
+                                hosts,
+                                state_offset = at,
+                                next_offset = cp.next_offset,
+                                "detector state restored; replaying the records after it"
+                            );
+                            *at
+                        }
+                        // Collecting a baseline: read it again.
+                        Ok(None) if state.progress() != Progress::Live => cp.replay_from,
+                        Ok(None) => {
+                            tracing::info!(
+                                topic,
+                                partition,
+                                "stored detector state is of another model; the partition's hosts start afresh"
+                            );
+                            cp.next_offset
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic, partition, error = %e, "stored detector state unreadable; the partition's hosts start afresh");
+                            cp.next_offset
+                        }
+                    },
+                },
+            }
+        };
+        self.cursors.lock().expect("cursors lock").insert(
+            (topic.to_string(), partition),
+            Cursor {
+                replay_from,
+                stored_at: None,
+            },
+        );
+        stored.map(|cp| SourceOffset {
+            topic: topic.to_string(),
+            partition,
+            offset: cp.next_offset,
+            replay_from: replay_from.min(cp.next_offset),
+        })
+    }
 }
 
-/// Waits for every delivery report; the first failure is the error.
-async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> anomaly_stream::Result<()> {
-    for delivery in deliveries {
-        delivery
-            .await
-            .map_err(|_| sink_error("the producer dropped an anomaly's delivery report".into()))?
-            .map_err(|(e, _)| sink_error(format!("cannot publish an anomaly: {e}")))?;
+/// The time from each opened event's last window to now.
+fn record_event_latency(events: &[Anomaly]) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for opened in events.iter().filter(|a| !a.closed) {
+        let latency = (now_ms - opened.window_end_ms).max(0) as f64 / 1000.0;
+        metrics::histogram!(m::EVENT_LATENCY_SECONDS).record(latency);
     }
-    Ok(())
 }
 
 fn sink_error(message: String) -> anomaly_stream::Error {
@@ -279,14 +347,66 @@ fn sink_error(message: String) -> anomaly_stream::Error {
     }
 }
 
-impl Sink<Record<String, Sample>> for DetectorSink {
-    fn write(
+impl TransactionalSink<Record<String, Sample>> for DetectorSink {
+    fn write_transaction(
         &self,
         batch: Vec<Record<String, Sample>>,
+        offsets: Vec<SourceOffset>,
     ) -> BoxFuture<'_, anomaly_stream::Result<()>> {
         Box::pin(async move {
-            let detections = self.detect(batch)?;
-            self.publish(detections).await
+            let source = offsets.into_iter().next();
+            let partition = source.as_ref().map_or(0, |o| o.partition);
+            let detections = self.detect(partition, batch);
+            let events = self.account(detections);
+            // The topic first: a crash before the store's transaction makes the records (and
+            // their events) come again; the other way round they would never reach the topic.
+            if let Some(topic) = &self.events
+                && !events.is_empty()
+            {
+                topic.publish(&events, &self.health).await;
+            }
+            let rows: Vec<AnomalyRow> = events.iter().map(AnomalyRow::from).collect();
+            match source {
+                Some(source) => {
+                    let checkpoint = self.checkpoint(source)?;
+                    self.store.commit(&self.group, rows, checkpoint).await;
+                }
+                None if !rows.is_empty() => self.store.upsert(rows).await,
+                None => {}
+            }
+            record_event_latency(&events);
+            Ok(())
         })
+    }
+
+    fn load_offsets<'a>(
+        &'a self,
+        topic: &'a str,
+        partitions: &'a [i32],
+    ) -> BoxFuture<'a, anomaly_stream::Result<Vec<SourceOffset>>> {
+        Box::pin(async move {
+            let stored = self.store.checkpoints(&self.group, topic, partitions).await;
+            Ok(partitions
+                .iter()
+                .filter_map(|&p| self.restore(topic, p, stored.iter().find(|c| c.partition == p)))
+                .collect())
+        })
+    }
+
+    fn replay<'a>(
+        &'a self,
+        batch: Vec<Record<String, Sample>>,
+        _topic: &'a str,
+        partition: i32,
+    ) -> BoxFuture<'a, anomaly_stream::Result<()>> {
+        // Rebuilds the hosts' state; the events were stored before.
+        let mut out = Vec::new();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut state = self.state.lock().expect("detector state lock");
+        for record in batch {
+            let _ = state.on_sample(partition, record.value, now_ms, &mut out);
+            out.clear();
+        }
+        Box::pin(async { Ok(()) })
     }
 }

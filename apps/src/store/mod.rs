@@ -4,12 +4,17 @@
 //! Events are upserted on (host, window start, model version): an event is written when it
 //! opens and updated when it closes, and replaying the same input never duplicates a row. An
 //! update never takes an event back to an earlier end (a late, stale write changes nothing).
+//!
+//! Beside the events, the detector stores where it stands in each source partition, and its
+//! state there, in the same transaction ([`Checkpoint`], exactly-once).
 
+mod checkpoint;
 pub mod postgres_schema;
 mod redact;
 pub mod sqlite_schema;
 pub mod writer;
 
+pub use checkpoint::Checkpoint;
 pub use redact::redact_url;
 use redact::scrub_password;
 pub use writer::StoreWriter;
@@ -161,55 +166,12 @@ impl Store {
     pub fn upsert(&mut self, rows: &[AnomalyRow]) -> anyhow::Result<()> {
         match self {
             Self::Postgres(conn) => {
-                use postgres_schema::anomalies::dsl::*;
-                for row in rows {
-                    let upsert = diesel::insert_into(anomalies)
-                        .values(row)
-                        .on_conflict((host, window_start, model_version))
-                        .do_update()
-                        .set((
-                            window_end.eq(excluded(window_end)),
-                            score.eq(excluded(score)),
-                            severity.eq(excluded(severity)),
-                            top_metrics.eq(excluded(top_metrics)),
-                        ));
-                    // A write abandoned on a hanging server may land after a newer one: it
-                    // must not take the event back to an earlier state.
-                    FilterDsl::filter(upsert, window_end.le(excluded(window_end)))
-                        .execute(conn)
-                        .context("cannot write anomalies to PostgreSQL")?;
-                }
+                upsert_postgres(conn, rows).context("cannot write anomalies to PostgreSQL")
             }
             Self::Sqlite(conn) => {
-                use sqlite_schema::anomalies::dsl::*;
-                for row in rows {
-                    let row = SqliteAnomalyRow {
-                        host: row.host.clone(),
-                        window_start: row.window_start,
-                        window_end: row.window_end,
-                        score: row.score,
-                        threshold: row.threshold,
-                        severity: row.severity.clone(),
-                        top_metrics: row.top_metrics.to_string(),
-                        model_version: row.model_version.clone(),
-                    };
-                    let upsert = diesel::insert_into(anomalies)
-                        .values(&row)
-                        .on_conflict((host, window_start, model_version))
-                        .do_update()
-                        .set((
-                            window_end.eq(excluded(window_end)),
-                            score.eq(excluded(score)),
-                            severity.eq(excluded(severity)),
-                            top_metrics.eq(excluded(top_metrics)),
-                        ));
-                    FilterDsl::filter(upsert, window_end.le(excluded(window_end)))
-                        .execute(conn)
-                        .context("cannot write anomalies to SQLite")?;
-                }
+                upsert_sqlite(conn, rows).context("cannot write anomalies to SQLite")
             }
         }
-        Ok(())
     }
 
     /// Every stored event, oldest window first.
@@ -248,4 +210,54 @@ impl Store {
             }
         }
     }
+}
+
+/// [`Store::upsert`] on a PostgreSQL connection (inside a transaction or not).
+fn upsert_postgres(conn: &mut PgConnection, rows: &[AnomalyRow]) -> QueryResult<()> {
+    use postgres_schema::anomalies::dsl::*;
+    for row in rows {
+        let upsert = diesel::insert_into(anomalies)
+            .values(row)
+            .on_conflict((host, window_start, model_version))
+            .do_update()
+            .set((
+                window_end.eq(excluded(window_end)),
+                score.eq(excluded(score)),
+                severity.eq(excluded(severity)),
+                top_metrics.eq(excluded(top_metrics)),
+            ));
+        // A write abandoned on a hanging server may land after a newer one: it must not take
+        // the event back to an earlier state.
+        FilterDsl::filter(upsert, window_end.le(excluded(window_end))).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// [`Store::upsert`] on an SQLite connection (inside a transaction or not).
+fn upsert_sqlite(conn: &mut SqliteConnection, rows: &[AnomalyRow]) -> QueryResult<()> {
+    use sqlite_schema::anomalies::dsl::*;
+    for row in rows {
+        let row = SqliteAnomalyRow {
+            host: row.host.clone(),
+            window_start: row.window_start,
+            window_end: row.window_end,
+            score: row.score,
+            threshold: row.threshold,
+            severity: row.severity.clone(),
+            top_metrics: row.top_metrics.to_string(),
+            model_version: row.model_version.clone(),
+        };
+        let upsert = diesel::insert_into(anomalies)
+            .values(&row)
+            .on_conflict((host, window_start, model_version))
+            .do_update()
+            .set((
+                window_end.eq(excluded(window_end)),
+                score.eq(excluded(score)),
+                severity.eq(excluded(severity)),
+                top_metrics.eq(excluded(top_metrics)),
+            ));
+        FilterDsl::filter(upsert, window_end.le(excluded(window_end))).execute(conn)?;
+    }
+    Ok(())
 }

@@ -37,5 +37,23 @@ diesel::table! {
         partition_id -> Int4,
         /// The next offset to read.
         next_offset -> Int8,
+        /// Where reading starts to rebuild the stored state (`NULL`: at `next_offset`).
+        replay_from -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    /// The detector's state per source partition, stored with the offsets.
+    stream_state (consumer_group, topic, partition_id) {
+        /// The consumer group that owns the state.
+        consumer_group -> Text,
+        /// Source topic.
+        topic -> Text,
+        /// Source partition.
+        partition_id -> Int4,
+        /// Every record below this offset is reflected in the state.
+        state_offset -> Int8,
+        /// The encoded state.
+        state -> Bytea,
     }
 }

@@ -25,3 +25,35 @@ diesel::table! {
         detected_at -> Text,
     }
 }
+
+diesel::table! {
+    /// Source offsets stored atomically with the rows they produced.
+    stream_offsets (consumer_group, topic, partition_id) {
+        /// The consumer group that owns the offsets.
+        consumer_group -> Text,
+        /// Source topic.
+        topic -> Text,
+        /// Source partition.
+        partition_id -> Integer,
+        /// The next offset to read.
+        next_offset -> BigInt,
+        /// Where reading starts to rebuild the stored state (`NULL`: at `next_offset`).
+        replay_from -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// The detector's state per source partition, stored with the offsets.
+    stream_state (consumer_group, topic, partition_id) {
+        /// The consumer group that owns the state.
+        consumer_group -> Text,
+        /// Source topic.
+        topic -> Text,
+        /// Source partition.
+        partition_id -> Integer,
+        /// Every record below this offset is reflected in the state.
+        state_offset -> BigInt,
+        /// The encoded state.
+        state -> Binary,
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{AnomalyRow, Store, redact_url};
+use super::{AnomalyRow, Checkpoint, Store, redact_url};
 use crate::telemetry::Health;
 
 /// The `/health` component a store problem is reported under.
@@ -47,24 +47,66 @@ impl StoreWriter {
     /// Connects now (applying migrations), so that a misconfigured store shows at start; on
     /// failure the error is returned and later writes keep trying.
     pub async fn connect(&self) -> anyhow::Result<()> {
-        self.attempt(Vec::new()).await
+        self.attempt(|_| Ok(())).await
     }
 
     /// Writes `rows` (see [`Store::upsert`]), retrying until the store takes them.
     pub async fn upsert(&self, rows: Vec<AnomalyRow>) {
+        let rows = Arc::new(rows);
+        self.retry(
+            "cannot write anomaly events; consumption waits",
+            move |store| store.upsert(&rows),
+        )
+        .await
+    }
+
+    /// Writes `rows` and `checkpoint` of `group` in one transaction (see [`Store::commit`]),
+    /// retrying until the store takes them.
+    pub async fn commit(&self, group: &str, rows: Vec<AnomalyRow>, checkpoint: Checkpoint) {
+        let (group, rows) = (Arc::<str>::from(group), Arc::new(rows));
+        let checkpoint = Arc::new(checkpoint);
+        self.retry(
+            "cannot write anomaly events and offsets; consumption waits",
+            move |store| store.commit(&group, &rows, &checkpoint),
+        )
+        .await
+    }
+
+    /// The stored checkpoints (see [`Store::checkpoints`]), retrying until the store answers.
+    pub async fn checkpoints(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Vec<Checkpoint> {
+        let (group, topic) = (Arc::<str>::from(group), Arc::<str>::from(topic));
+        let partitions = Arc::<[i32]>::from(partitions);
+        self.retry(
+            "cannot read the stored offsets; the partitions wait",
+            move |store| store.checkpoints(&group, &topic, &partitions),
+        )
+        .await
+    }
+
+    /// Runs `op` until it succeeds, with backoff, reporting failures to `/health`.
+    async fn retry<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        op: impl Fn(&mut Store) -> anyhow::Result<T> + Clone + Send + 'static,
+    ) -> T {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match self.attempt(rows.clone()).await {
-                Ok(()) => {
+            match self.attempt(op.clone()).await {
+                Ok(value) => {
                     self.health.recovered(COMPONENT);
-                    return;
+                    return value;
                 }
                 Err(e) => {
                     let problem = format!("{e:#}");
                     tracing::warn!(
                         error = %problem,
                         retry_in_ms = backoff.as_millis() as u64,
-                        "cannot write anomaly events; consumption waits"
+                        "{what}"
                     );
                     self.health.problem(COMPONENT, problem);
                     tokio::time::sleep(backoff).await;
@@ -74,9 +116,12 @@ impl StoreWriter {
         }
     }
 
-    /// One write on the current connection (made first if there is none), bounded by
+    /// One operation on the current connection (made first if there is none), bounded by
     /// [`WRITE_TIMEOUT`]; a failed connection is dropped, a hung one abandoned.
-    async fn attempt(&self, rows: Vec<AnomalyRow>) -> anyhow::Result<()> {
+    async fn attempt<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Store) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
         if self.stuck.load(Ordering::SeqCst) >= MAX_STUCK_WRITES {
             anyhow::bail!(
                 "{MAX_STUCK_WRITES} earlier writes are still blocked in the database client (the server hangs)"
@@ -93,12 +138,12 @@ impl StoreWriter {
             if connection.is_none() {
                 *connection = Some(Store::open(&url)?);
             }
-            let written = connection.as_mut().expect("connected above").upsert(&rows);
-            if written.is_err() {
+            let done = op(connection.as_mut().expect("connected above"));
+            if done.is_err() {
                 // A broken connection stays broken: the next attempt reconnects.
                 *connection = None;
             }
-            written
+            done
         });
         match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(Ok(result)) => result,

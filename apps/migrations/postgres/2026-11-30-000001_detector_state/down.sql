@@ -1,0 +1,2 @@
+DROP TABLE stream_state;
+ALTER TABLE stream_offsets DROP COLUMN replay_from;

@@ -1,0 +1,2 @@
+DROP TABLE stream_state;
+DROP TABLE stream_offsets;

@@ -1,0 +1,231 @@
+//! Where the detector stands in each source partition, stored in the same database transaction
+//! as the events it wrote (exactly-once): the next offset to read, where reading must start
+//! again to rebuild its state, and that state as of an offset. A restarted or newly assigned
+//! instance reads them back and carries on from there.
+
+use anyhow::Context;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+// Only called by path: with the prelude's `QueryDsl` its `filter` would be ambiguous on tables.
+use diesel::query_dsl::methods::FilterDsl;
+use diesel::sqlite::SqliteConnection;
+use diesel::upsert::excluded;
+
+use super::{AnomalyRow, Store, postgres_schema, sqlite_schema, upsert_postgres, upsert_sqlite};
+
+/// One source partition's position, and optionally its state, as stored with the events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// The next offset to process: every record below it is reflected in the store.
+    pub next_offset: u64,
+    /// Where reading must start again to rebuild the state (`<= next_offset`).
+    pub replay_from: u64,
+    /// The partition's encoded state and the offset it is as of (every record below it is in
+    /// it). `None` when writing leaves the stored state as it is.
+    pub state: Option<(u64, Vec<u8>)>,
+}
+
+fn to_i64(offset: u64) -> i64 {
+    i64::try_from(offset).unwrap_or(i64::MAX)
+}
+
+fn to_u64(offset: i64) -> u64 {
+    u64::try_from(offset).unwrap_or(0)
+}
+
+impl Store {
+    /// Writes `rows` and `checkpoint` of consumer `group` in one transaction. Offsets never move
+    /// back: a stale writer (an instance that lost the partition and has not noticed yet)
+    /// changes nothing there.
+    pub fn commit(
+        &mut self,
+        group: &str,
+        rows: &[AnomalyRow],
+        checkpoint: &Checkpoint,
+    ) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(conn) => conn
+                .transaction(|conn| commit_postgres(conn, group, rows, checkpoint))
+                .context("cannot write anomalies and offsets to PostgreSQL"),
+            Self::Sqlite(conn) => conn
+                .transaction(|conn| commit_sqlite(conn, group, rows, checkpoint))
+                .context("cannot write anomalies and offsets to SQLite"),
+        }
+    }
+
+    /// The stored checkpoints of `partitions` of `topic` for consumer `group`, with their state;
+    /// a partition never written is missing.
+    pub fn checkpoints(
+        &mut self,
+        group: &str,
+        source_topic: &str,
+        partitions: &[i32],
+    ) -> anyhow::Result<Vec<Checkpoint>> {
+        type Offsets = Vec<(i32, i64, Option<i64>)>;
+        type States = Vec<(i32, i64, Vec<u8>)>;
+        let (offsets, states): (Offsets, States) = match self {
+            Self::Postgres(conn) => {
+                use postgres_schema::stream_offsets as o;
+                use postgres_schema::stream_state as s;
+                let offsets = FilterDsl::filter(
+                    o::table,
+                    o::consumer_group
+                        .eq(group)
+                        .and(o::topic.eq(source_topic))
+                        .and(o::partition_id.eq_any(partitions)),
+                )
+                .select((o::partition_id, o::next_offset, o::replay_from))
+                .load(conn)
+                .context("cannot read stored offsets")?;
+                let states = FilterDsl::filter(
+                    s::table,
+                    s::consumer_group
+                        .eq(group)
+                        .and(s::topic.eq(source_topic))
+                        .and(s::partition_id.eq_any(partitions)),
+                )
+                .select((s::partition_id, s::state_offset, s::state))
+                .load(conn)
+                .context("cannot read stored detector state")?;
+                (offsets, states)
+            }
+            Self::Sqlite(conn) => {
+                use sqlite_schema::stream_offsets as o;
+                use sqlite_schema::stream_state as s;
+                let offsets = FilterDsl::filter(
+                    o::table,
+                    o::consumer_group
+                        .eq(group)
+                        .and(o::topic.eq(source_topic))
+                        .and(o::partition_id.eq_any(partitions)),
+                )
+                .select((o::partition_id, o::next_offset, o::replay_from))
+                .load(conn)
+                .context("cannot read stored offsets")?;
+                let states = FilterDsl::filter(
+                    s::table,
+                    s::consumer_group
+                        .eq(group)
+                        .and(s::topic.eq(source_topic))
+                        .and(s::partition_id.eq_any(partitions)),
+                )
+                .select((s::partition_id, s::state_offset, s::state))
+                .load(conn)
+                .context("cannot read stored detector state")?;
+                (offsets, states)
+            }
+        };
+        Ok(offsets
+            .into_iter()
+            .map(|(partition, next, replay)| {
+                let next_offset = to_u64(next);
+                Checkpoint {
+                    topic: source_topic.to_string(),
+                    partition,
+                    next_offset,
+                    replay_from: replay.map_or(next_offset, to_u64).min(next_offset),
+                    state: states
+                        .iter()
+                        .find(|(p, _, _)| *p == partition)
+                        .map(|(_, at, bytes)| (to_u64(*at), bytes.clone())),
+                }
+            })
+            .collect())
+    }
+}
+
+fn commit_postgres(
+    conn: &mut PgConnection,
+    group: &str,
+    rows: &[AnomalyRow],
+    checkpoint: &Checkpoint,
+) -> QueryResult<()> {
+    upsert_postgres(conn, rows)?;
+    {
+        use postgres_schema::stream_offsets::dsl::*;
+        let upsert = diesel::insert_into(stream_offsets)
+            .values((
+                consumer_group.eq(group),
+                topic.eq(&checkpoint.topic),
+                partition_id.eq(checkpoint.partition),
+                next_offset.eq(to_i64(checkpoint.next_offset)),
+                replay_from.eq(Some(to_i64(checkpoint.replay_from))),
+            ))
+            .on_conflict((consumer_group, topic, partition_id))
+            .do_update()
+            .set((
+                next_offset.eq(excluded(next_offset)),
+                replay_from.eq(excluded(replay_from)),
+            ));
+        FilterDsl::filter(upsert, next_offset.le(excluded(next_offset))).execute(conn)?;
+    }
+    if let Some((at, bytes)) = &checkpoint.state {
+        use postgres_schema::stream_state::dsl::*;
+        let upsert = diesel::insert_into(stream_state)
+            .values((
+                consumer_group.eq(group),
+                topic.eq(&checkpoint.topic),
+                partition_id.eq(checkpoint.partition),
+                state_offset.eq(to_i64(*at)),
+                state.eq(bytes),
+            ))
+            .on_conflict((consumer_group, topic, partition_id))
+            .do_update()
+            .set((
+                state_offset.eq(excluded(state_offset)),
+                state.eq(excluded(state)),
+            ));
+        FilterDsl::filter(upsert, state_offset.le(excluded(state_offset))).execute(conn)?;
+    }
+    Ok(())
+}
+
+fn commit_sqlite(
+    conn: &mut SqliteConnection,
+    group: &str,
+    rows: &[AnomalyRow],
+    checkpoint: &Checkpoint,
+) -> QueryResult<()> {
+    upsert_sqlite(conn, rows)?;
+    {
+        use sqlite_schema::stream_offsets::dsl::*;
+        let upsert = diesel::insert_into(stream_offsets)
+            .values((
+                consumer_group.eq(group),
+                topic.eq(&checkpoint.topic),
+                partition_id.eq(checkpoint.partition),
+                next_offset.eq(to_i64(checkpoint.next_offset)),
+                replay_from.eq(Some(to_i64(checkpoint.replay_from))),
+            ))
+            .on_conflict((consumer_group, topic, partition_id))
+            .do_update()
+            .set((
+                next_offset.eq(excluded(next_offset)),
+                replay_from.eq(excluded(replay_from)),
+            ));
+        FilterDsl::filter(upsert, next_offset.le(excluded(next_offset))).execute(conn)?;
+    }
+    if let Some((at, bytes)) = &checkpoint.state {
+        use sqlite_schema::stream_state::dsl::*;
+        let upsert = diesel::insert_into(stream_state)
+            .values((
+                consumer_group.eq(group),
+                topic.eq(&checkpoint.topic),
+                partition_id.eq(checkpoint.partition),
+                state_offset.eq(to_i64(*at)),
+                state.eq(bytes),
+            ))
+            .on_conflict((consumer_group, topic, partition_id))
+            .do_update()
+            .set((
+                state_offset.eq(excluded(state_offset)),
+                state.eq(excluded(state)),
+            ));
+        FilterDsl::filter(upsert, state_offset.le(excluded(state_offset))).execute(conn)?;
+    }
+    Ok(())
+}

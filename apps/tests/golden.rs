@@ -1,0 +1,370 @@
+//! Golden runs of the detector process against the real broker and PostgreSQL: one fixed replay
+//! (200 hosts x 300 steps on a 3-partition topic, anomalies injected, some still open at the end)
+//! straight through gives a set R of event rows; the same replay with the detector SIGKILLed at
+//! three random points and restarted must give exactly R (scores to 1e-6), no row missing, none
+//! duplicated, and its anomalies topic the same events once deduplicated by event id.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anomaly_apps::detect::event_topic::{EVENT_ID_HEADER, EVENT_STATE_HEADER};
+use anomaly_core::Sample;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Double, Text};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+const HOSTS: usize = 200;
+const STEPS: usize = 300;
+const PARTITIONS: i32 = 3;
+
+/// Host `h`'s sample at `step`: the reference host's cycle at a phase of its own, with memory
+/// pinned high on every tenth host for 30 steps, and CPU pinned on every 25th host from step 250
+/// to the end (an event still open when the replay ends).
+fn sample(h: usize, step: usize, base_ms: i64) -> Sample {
+    let mut values =
+        anomaly_core::synthetic::cyclic_host_row(3000 + (step + h * 7) as u64).to_vec();
+    if h % 10 == 3 && (150..180).contains(&step) {
+        values[1] = 97.0;
+    }
+    if h % 25 == 5 && step >= 250 {
+        values[0] = 99.0;
+    }
+    Sample::new(format!("host-{h:03}"), base_ms + step as i64 * 1000, values)
+}
+
+#[derive(QueryableByName)]
+struct Total {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName, Debug)]
+struct EventRow {
+    #[diesel(sql_type = Text)]
+    host: String,
+    #[diesel(sql_type = BigInt)]
+    start_ms: i64,
+    #[diesel(sql_type = BigInt)]
+    end_ms: i64,
+    #[diesel(sql_type = Double)]
+    score: f64,
+    #[diesel(sql_type = Text)]
+    model_version: String,
+}
+
+/// The fixture shared by the runs: topics, the replay on the broker, the model.
+struct Fixture {
+    dir: PathBuf,
+    brokers: String,
+    topic: String,
+    dead: String,
+    model_dir: PathBuf,
+}
+
+/// One detector run: its group, database, anomalies topic and log.
+struct Run<'a> {
+    fixture: &'a Fixture,
+    name: &'static str,
+    group: String,
+    anomalies: String,
+    url: String,
+    _database: support::ScratchDatabase,
+    log: PathBuf,
+}
+
+impl<'a> Run<'a> {
+    fn new(fixture: &'a Fixture, name: &'static str) -> Self {
+        let (database, url) = support::ScratchDatabase::create();
+        let anomalies = support::unique_name(&format!("golden_anomalies_{name}"));
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(support::create_topics(&fixture.brokers, &[&anomalies], 1));
+        Self {
+            fixture,
+            name,
+            group: support::unique_name(&format!("golden_{name}")),
+            anomalies,
+            url,
+            _database: database,
+            log: fixture.dir.join(format!("{name}.log")),
+        }
+    }
+
+    fn start(&self) -> support::Running {
+        let log = self.log.clone();
+        let output = move || -> Stdio {
+            File::options()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap()
+                .into()
+        };
+        let f = self.fixture;
+        support::spawn(
+            env!("CARGO_BIN_EXE_anomaly"),
+            &[
+                "detect",
+                "--brokers",
+                &f.brokers,
+                "--topic",
+                &f.topic,
+                "--anomalies-topic",
+                &self.anomalies,
+                "--dead-letter-topic",
+                &f.dead,
+                "--group",
+                &self.group,
+                "--database-url",
+                &self.url,
+                "--model-dir",
+                f.model_dir.to_str().unwrap(),
+                // A killed instance's partitions come back after 6 s rather than 45.
+                "--kafka-option",
+                "session.timeout.ms=6000",
+                "--kafka-option",
+                "heartbeat.interval.ms=1000",
+            ],
+            output,
+        )
+    }
+
+    /// The sum of the partitions' stored next offsets (0 before the tables exist).
+    fn stored(&self) -> i64 {
+        let Ok(mut conn) = PgConnection::establish(&self.url) else {
+            return 0;
+        };
+        diesel::sql_query(format!(
+            "SELECT COALESCE(SUM(next_offset), 0)::BIGINT AS n FROM stream_offsets \
+             WHERE consumer_group = '{}'",
+            self.group
+        ))
+        .get_result::<Total>(&mut conn)
+        .map_or(0, |t| t.n)
+    }
+
+    /// Waits until the stored offsets reach `target`, failing with the log if the detector
+    /// exits or takes too long.
+    fn wait_for_offsets(&self, detector: &mut support::Running, target: i64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.stored() < target {
+            let log = || std::fs::read_to_string(&self.log).unwrap_or_default();
+            assert!(
+                detector.0.try_wait().unwrap().is_none(),
+                "the {} detector exited:\n{}",
+                self.name,
+                log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the {} detector stored {} of {target} offsets in 120 s:\n{}",
+                self.name,
+                self.stored(),
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every stored event, by host and start.
+    fn events(&self) -> Vec<EventRow> {
+        let mut conn = PgConnection::establish(&self.url).unwrap();
+        diesel::sql_query(
+            "SELECT host, \
+                    (EXTRACT(EPOCH FROM window_start) * 1000)::BIGINT AS start_ms, \
+                    (EXTRACT(EPOCH FROM window_end) * 1000)::BIGINT AS end_ms, \
+                    score, model_version \
+             FROM anomalies ORDER BY host, window_start",
+        )
+        .load(&mut conn)
+        .unwrap()
+    }
+
+    /// The anomalies topic's messages as (event id, state) with how often each came.
+    fn topic_events(&self) -> BTreeMap<(String, String), usize> {
+        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &self.fixture.brokers)
+            .set("group.id", support::unique_name("golden_reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&self.anomalies, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let mut seen = BTreeMap::new();
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < Duration::from_secs(3) {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => {
+                    let headers = message.headers().expect("event headers");
+                    let header = |name: &str| {
+                        headers
+                            .iter()
+                            .find(|h| h.key == name)
+                            .and_then(|h| h.value)
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_else(|| panic!("no {name} header"))
+                    };
+                    *seen
+                        .entry((header(EVENT_ID_HEADER), header(EVENT_STATE_HEADER)))
+                        .or_insert(0) += 1;
+                    quiet_since = Instant::now();
+                }
+                Some(Err(e)) => panic!("reading {}: {e}", self.anomalies),
+                None => {}
+            }
+        }
+        consumer.unassign().unwrap();
+        seen
+    }
+}
+
+/// Topics, the replay and the model, once for all runs.
+fn fixture() -> (Fixture, i64) {
+    let brokers = support::kafka_brokers();
+    let topic = support::unique_name("golden_metrics");
+    let dead = support::unique_name("golden_dead");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(support::create_topics(&brokers, &[&topic], PARTITIONS));
+    runtime.block_on(support::create_topics(&brokers, &[&dead], 1));
+    let dir = std::env::temp_dir().join(support::unique_name("golden"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model_dir = dir.join("model");
+    support::save_reference_model(&model_dir);
+    let producer = support::idempotent_producer(&brokers);
+    let base_ms = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    runtime.block_on(async {
+        let mut deliveries = Vec::new();
+        for step in 0..STEPS {
+            for h in 0..HOSTS {
+                let sample = sample(h, step, base_ms);
+                let payload = serde_json::to_vec(&sample).unwrap();
+                let record = FutureRecord::to(&topic)
+                    .key(&sample.entity)
+                    .payload(&payload);
+                deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+            }
+            for delivery in deliveries.drain(..) {
+                delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
+    });
+    let fixture = Fixture {
+        dir,
+        brokers,
+        topic,
+        dead,
+        model_dir,
+    };
+    (fixture, (HOSTS * STEPS) as i64)
+}
+
+fn same_rows(straight: &[EventRow], other: &[EventRow], what: &str) {
+    let key = |r: &EventRow| {
+        (
+            r.host.clone(),
+            r.start_ms,
+            r.end_ms,
+            r.model_version.clone(),
+        )
+    };
+    let expected: Vec<_> = straight.iter().map(key).collect();
+    let found: Vec<_> = other.iter().map(key).collect();
+    assert_eq!(
+        found, expected,
+        "{what}: event rows differ from the straight run"
+    );
+    for (a, b) in straight.iter().zip(other) {
+        assert!(
+            (a.score - b.score).abs() <= 1e-6,
+            "{what}: score of {a:?} became {b:?}"
+        );
+    }
+}
+
+/// Pseudo-random fractions of the replay to kill at, from the clock (printed, so a failure
+/// can be reasoned about).
+fn kill_points(total: i64) -> Vec<i64> {
+    let seed = chrono::Utc::now().timestamp_micros() as u64;
+    let mut x = seed | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut points: Vec<i64> = (0..3)
+        .map(|i| total * (10 + 25 * i + (next() % 20) as i64) / 100)
+        .collect();
+    points.sort();
+    println!("seed {seed}: SIGKILL after {points:?} of {total} stored offsets");
+    points
+}
+
+fn log_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn killed_three_times_the_detector_stores_exactly_what_a_straight_run_stores() {
+    let (fixture, total) = fixture();
+
+    let straight = Run::new(&fixture, "straight");
+    let mut detector = straight.start();
+    straight.wait_for_offsets(&mut detector, total);
+    drop(detector);
+    let expected = straight.events();
+    let still_open_at_the_end = expected.iter().any(|r| r.host == "host-005");
+    assert!(
+        expected.len() >= HOSTS / 10 && still_open_at_the_end,
+        "the injected anomalies are found: {expected:?}\n{}",
+        log_of(&straight.log)
+    );
+
+    println!("straight run: {} event rows", expected.len());
+    let killed = Run::new(&fixture, "killed");
+    for point in kill_points(total) {
+        let mut detector = killed.start();
+        killed.wait_for_offsets(&mut detector, point);
+        detector.0.kill().unwrap(); // SIGKILL
+        detector.0.wait().unwrap();
+    }
+    let mut detector = killed.start();
+    killed.wait_for_offsets(&mut detector, total);
+    drop(detector);
+    let log = log_of(&killed.log);
+    assert!(
+        log.contains("detector state restored"),
+        "a restart restores state rather than starting afresh:\n{log}"
+    );
+    same_rows(&expected, &killed.events(), "killed three times");
+
+    // The topic may repeat an event after a crash, never lose one: once deduplicated by id and
+    // state, it holds what the straight run's holds.
+    let straight_topic = straight.topic_events();
+    assert!(
+        straight_topic.values().all(|&n| n == 1),
+        "a straight run publishes each change once: {straight_topic:?}"
+    );
+    let killed_topic = killed.topic_events();
+    println!(
+        "anomalies topic: {} changes straight, {} messages after the kills",
+        straight_topic.len(),
+        killed_topic.values().sum::<usize>()
+    );
+    assert_eq!(
+        killed_topic.keys().collect::<BTreeSet<_>>(),
+        straight_topic.keys().collect::<BTreeSet<_>>()
+    );
+    let _ = std::fs::remove_dir_all(&fixture.dir);
+}
