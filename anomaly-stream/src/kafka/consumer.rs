@@ -77,6 +77,12 @@ impl ConsumerContext for Context {
                 if let Err(e) = consumer.assign(tpl) {
                     self.state.shared.stats.set_fatal(&kafka(e));
                 }
+                // librdkafka keeps a partition's pause flag across a revoke and a new assignment,
+                // but the slot that paused it (and would resume it) is gone: a partition paused
+                // for backpressure just before a rebalance would never be fetched again.
+                if let Err(e) = consumer.resume(tpl) {
+                    self.state.shared.stats.set_fatal(&kafka(e));
+                }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let commit = self.state.shared.control.load(Ordering::SeqCst) != KILL;
