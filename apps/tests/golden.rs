@@ -1,8 +1,12 @@
 //! Golden runs of the detector process against the real broker and PostgreSQL: one fixed replay
 //! (200 hosts x 300 steps on a 3-partition topic, anomalies injected, some still open at the end)
-//! straight through gives a set R of event rows; the same replay with the detector SIGKILLed at
-//! three random points and restarted must give exactly R (scores to 1e-6), no row missing, none
-//! duplicated, and its anomalies topic the same events once deduplicated by event id.
+//! straight through gives a set R of event rows. Each variant must give exactly R (scores to
+//! 1e-6), no row missing, none duplicated, and its anomalies topic the same events once
+//! deduplicated by event id:
+//! 1. the detector SIGKILLed at three random points and restarted;
+//! 2. two detectors in one group, one SIGKILLed mid-stream (its partitions move to the other);
+//! 3. the same replay with 10,000 poison records of every kind mixed in, each dead-lettered with
+//!    its reason.
 
 mod support;
 
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anomaly_apps::detect::event_topic::{EVENT_ID_HEADER, EVENT_STATE_HEADER};
 use anomaly_core::Sample;
+use anomaly_stream::topology::DLQ_REASON_HEADER;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Text};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -60,38 +65,51 @@ struct EventRow {
     model_version: String,
 }
 
-/// The fixture shared by the runs: topics, the replay on the broker, the model.
+/// The fixture shared by the runs: the replays on the broker, the model.
 struct Fixture {
     dir: PathBuf,
     brokers: String,
+    /// The clean replay.
     topic: String,
-    dead: String,
+    /// The same replay with poison mixed in.
+    poisoned: String,
+    /// Poison records sent, by the dead-letter reason they must get.
+    poison: BTreeMap<&'static str, usize>,
     model_dir: PathBuf,
 }
 
-/// One detector run: its group, database, anomalies topic and log.
+/// One detector run: its input, group, database, output topics and log.
 struct Run<'a> {
     fixture: &'a Fixture,
     name: &'static str,
+    topic: String,
     group: String,
     anomalies: String,
+    dead: String,
     url: String,
     _database: support::ScratchDatabase,
     log: PathBuf,
 }
 
 impl<'a> Run<'a> {
-    fn new(fixture: &'a Fixture, name: &'static str) -> Self {
+    fn new(fixture: &'a Fixture, name: &'static str, topic: &str) -> Self {
         let (database, url) = support::ScratchDatabase::create();
         let anomalies = support::unique_name(&format!("golden_anomalies_{name}"));
+        let dead = support::unique_name(&format!("golden_dead_{name}"));
         tokio::runtime::Runtime::new()
             .unwrap()
-            .block_on(support::create_topics(&fixture.brokers, &[&anomalies], 1));
+            .block_on(support::create_topics(
+                &fixture.brokers,
+                &[&anomalies, &dead],
+                1,
+            ));
         Self {
             fixture,
             name,
+            topic: topic.to_string(),
             group: support::unique_name(&format!("golden_{name}")),
             anomalies,
+            dead,
             url,
             _database: database,
             log: fixture.dir.join(format!("{name}.log")),
@@ -109,6 +127,7 @@ impl<'a> Run<'a> {
                 .into()
         };
         let f = self.fixture;
+        let listen = format!("127.0.0.1:{}", support::free_port());
         support::spawn(
             env!("CARGO_BIN_EXE_anomaly"),
             &[
@@ -116,17 +135,22 @@ impl<'a> Run<'a> {
                 "--brokers",
                 &f.brokers,
                 "--topic",
-                &f.topic,
+                &self.topic,
                 "--anomalies-topic",
                 &self.anomalies,
                 "--dead-letter-topic",
-                &f.dead,
+                &self.dead,
                 "--group",
                 &self.group,
                 "--database-url",
                 &self.url,
                 "--model-dir",
                 f.model_dir.to_str().unwrap(),
+                "--listen",
+                &listen,
+                // One model for the whole replay: scheduled retraining would swap it mid-stream.
+                "--retrain-every",
+                "0",
                 // A killed instance's partitions come back after 6 s rather than 45.
                 "--kafka-option",
                 "session.timeout.ms=6000",
@@ -190,80 +214,148 @@ impl<'a> Run<'a> {
 
     /// The anomalies topic's messages as (event id, state) with how often each came.
     fn topic_events(&self) -> BTreeMap<(String, String), usize> {
-        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", &self.fixture.brokers)
-            .set("group.id", support::unique_name("golden_reader"))
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(&self.anomalies, 0, Offset::Beginning)
-            .unwrap();
-        consumer.assign(&assignment).unwrap();
-        let mut seen = BTreeMap::new();
-        let mut quiet_since = Instant::now();
-        while quiet_since.elapsed() < Duration::from_secs(3) {
-            match consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(message)) => {
-                    let headers = message.headers().expect("event headers");
-                    let header = |name: &str| {
-                        headers
-                            .iter()
-                            .find(|h| h.key == name)
-                            .and_then(|h| h.value)
-                            .map(|v| String::from_utf8_lossy(v).into_owned())
-                            .unwrap_or_else(|| panic!("no {name} header"))
-                    };
-                    *seen
-                        .entry((header(EVENT_ID_HEADER), header(EVENT_STATE_HEADER)))
-                        .or_insert(0) += 1;
-                    quiet_since = Instant::now();
-                }
-                Some(Err(e)) => panic!("reading {}: {e}", self.anomalies),
-                None => {}
-            }
-        }
-        consumer.unassign().unwrap();
-        seen
+        read_headers(&self.fixture.brokers, &self.anomalies, |header| {
+            (header(EVENT_ID_HEADER), header(EVENT_STATE_HEADER))
+        })
+    }
+
+    /// The dead-letter topic's messages by reason.
+    fn dead_letters(&self) -> BTreeMap<String, usize> {
+        read_headers(&self.fixture.brokers, &self.dead, |header| {
+            header(DLQ_REASON_HEADER)
+        })
     }
 }
 
-/// Topics, the replay and the model, once for all runs.
+/// Reads `topic` (one partition) from the start until it is quiet for 3 s, counting messages
+/// by what `key` makes of their headers.
+fn read_headers<K: Ord>(
+    brokers: &str,
+    topic: &str,
+    key: impl Fn(&dyn Fn(&str) -> String) -> K,
+) -> BTreeMap<K, usize> {
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", support::unique_name("golden_reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut seen = BTreeMap::new();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(3) {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let headers = message.headers().expect("headers");
+                let header = |name: &str| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == name)
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_else(|| panic!("no {name} header on {topic}"))
+                };
+                *seen.entry(key(&header)).or_insert(0) += 1;
+                quiet_since = Instant::now();
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    consumer.unassign().unwrap();
+    seen
+}
+
+/// The `i`-th poison record, rotating through every kind, keyed by host `h` (so it lands
+/// among that host's samples), with the reason it must be dead-lettered for.
+fn poison(i: usize, h: usize, base_ms: i64) -> (&'static str, String, Vec<u8>) {
+    let host = format!("host-{h:03}");
+    let json = |sample: &Sample| serde_json::to_vec(sample).unwrap();
+    match i % 6 {
+        0 => ("undecodable", host, b"\xff{ not a sample".to_vec()),
+        1 => (
+            "wrong_width",
+            host.clone(),
+            json(&Sample::new(host, base_ms, vec![1.0; 3])),
+        ),
+        2 => {
+            let long = "h".repeat(300);
+            let payload = json(&Sample::new(long.clone(), base_ms, vec![1.0; 7]));
+            ("entity_name", long, payload)
+        }
+        3 => (
+            "timestamp",
+            host.clone(),
+            json(&Sample::new(host, base_ms + 30 * 86_400_000, vec![1.0; 7])),
+        ),
+        4 => ("oversized", host, vec![b' '; 70_000]),
+        _ => {
+            let control = format!("{host}\u{7}");
+            let payload = json(&Sample::new(control.clone(), base_ms, vec![1.0; 7]));
+            ("entity_name", control, payload)
+        }
+    }
+}
+
+/// Poison records mixed into the poisoned replay.
+const POISON: usize = 10_000;
+
+/// Topics, the replays and the model, once for all runs; returns the clean replay's length.
 fn fixture() -> (Fixture, i64) {
     let brokers = support::kafka_brokers();
     let topic = support::unique_name("golden_metrics");
-    let dead = support::unique_name("golden_dead");
+    let poisoned = support::unique_name("golden_poisoned");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(support::create_topics(&brokers, &[&topic], PARTITIONS));
-    runtime.block_on(support::create_topics(&brokers, &[&dead], 1));
+    runtime.block_on(support::create_topics(
+        &brokers,
+        &[&topic, &poisoned],
+        PARTITIONS,
+    ));
     let dir = std::env::temp_dir().join(support::unique_name("golden"));
     std::fs::create_dir_all(&dir).unwrap();
     let model_dir = dir.join("model");
     support::save_reference_model(&model_dir);
     let producer = support::idempotent_producer(&brokers);
     let base_ms = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let mut poison_sent: BTreeMap<&'static str, usize> = BTreeMap::new();
     runtime.block_on(async {
         let mut deliveries = Vec::new();
+        let mut sent = 0;
         for step in 0..STEPS {
             for h in 0..HOSTS {
                 let sample = sample(h, step, base_ms);
                 let payload = serde_json::to_vec(&sample).unwrap();
-                let record = FutureRecord::to(&topic)
-                    .key(&sample.entity)
-                    .payload(&payload);
-                deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+                for topic in [&topic, &poisoned] {
+                    let record = FutureRecord::to(topic)
+                        .key(&sample.entity)
+                        .payload(&payload);
+                    deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+                }
+                // One poison record after every sixth sample, until there are enough.
+                if sent < POISON && (step * HOSTS + h) % 6 == 5 {
+                    let (reason, key, payload) = poison(sent, h, base_ms);
+                    *poison_sent.entry(reason).or_insert(0) += 1;
+                    let record = FutureRecord::to(&poisoned).key(&key).payload(&payload);
+                    deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+                    sent += 1;
+                }
             }
             for delivery in deliveries.drain(..) {
                 delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
             }
         }
+        assert_eq!(sent, POISON, "the replay is long enough for the poison");
     });
     let fixture = Fixture {
         dir,
         brokers,
         topic,
-        dead,
+        poisoned,
+        poison: poison_sent,
         model_dir,
     };
     (fixture, (HOSTS * STEPS) as i64)
@@ -316,10 +408,10 @@ fn log_of(path: &Path) -> String {
 }
 
 #[test]
-fn killed_three_times_the_detector_stores_exactly_what_a_straight_run_stores() {
+fn every_golden_run_stores_exactly_what_a_straight_run_stores() {
     let (fixture, total) = fixture();
 
-    let straight = Run::new(&fixture, "straight");
+    let straight = Run::new(&fixture, "straight", &fixture.topic);
     let mut detector = straight.start();
     straight.wait_for_offsets(&mut detector, total);
     drop(detector);
@@ -330,9 +422,32 @@ fn killed_three_times_the_detector_stores_exactly_what_a_straight_run_stores() {
         "the injected anomalies are found: {expected:?}\n{}",
         log_of(&straight.log)
     );
-
     println!("straight run: {} event rows", expected.len());
-    let killed = Run::new(&fixture, "killed");
+    let straight_topic = straight.topic_events();
+    assert!(
+        straight_topic.values().all(|&n| n == 1),
+        "a straight run publishes each change once: {straight_topic:?}"
+    );
+    // The topic may repeat an event after a crash, never lose one: once deduplicated by id and
+    // state, it holds what the straight run's holds.
+    let same_topic = |run: &Run| {
+        let seen = run.topic_events();
+        println!(
+            "{}: {} changes on the anomalies topic, {} messages",
+            run.name,
+            seen.len(),
+            seen.values().sum::<usize>()
+        );
+        assert_eq!(
+            seen.keys().collect::<BTreeSet<_>>(),
+            straight_topic.keys().collect::<BTreeSet<_>>(),
+            "{}: anomalies topic",
+            run.name
+        );
+    };
+
+    // 1. Killed three times.
+    let killed = Run::new(&fixture, "killed", &fixture.topic);
     for point in kill_points(total) {
         let mut detector = killed.start();
         killed.wait_for_offsets(&mut detector, point);
@@ -348,23 +463,34 @@ fn killed_three_times_the_detector_stores_exactly_what_a_straight_run_stores() {
         "a restart restores state rather than starting afresh:\n{log}"
     );
     same_rows(&expected, &killed.events(), "killed three times");
+    same_topic(&killed);
 
-    // The topic may repeat an event after a crash, never lose one: once deduplicated by id and
-    // state, it holds what the straight run's holds.
-    let straight_topic = straight.topic_events();
-    assert!(
-        straight_topic.values().all(|&n| n == 1),
-        "a straight run publishes each change once: {straight_topic:?}"
-    );
-    let killed_topic = killed.topic_events();
-    println!(
-        "anomalies topic: {} changes straight, {} messages after the kills",
-        straight_topic.len(),
-        killed_topic.values().sum::<usize>()
-    );
-    assert_eq!(
-        killed_topic.keys().collect::<BTreeSet<_>>(),
-        straight_topic.keys().collect::<BTreeSet<_>>()
-    );
+    // 2. Two instances in one group, one killed mid-stream.
+    let pair = Run::new(&fixture, "pair", &fixture.topic);
+    let mut survivor = pair.start();
+    let mut victim = pair.start();
+    let point = kill_points(total)[1];
+    pair.wait_for_offsets(&mut victim, point);
+    victim.0.kill().unwrap(); // SIGKILL
+    victim.0.wait().unwrap();
+    pair.wait_for_offsets(&mut survivor, total);
+    drop(survivor);
+    same_rows(&expected, &pair.events(), "two instances, one killed");
+    same_topic(&pair);
+
+    // 3. Poison mixed in: the same rows, every poison record dead-lettered with its reason.
+    let poisoned = Run::new(&fixture, "poisoned", &fixture.poisoned);
+    let mut detector = poisoned.start();
+    poisoned.wait_for_offsets(&mut detector, total + POISON as i64);
+    drop(detector);
+    same_rows(&expected, &poisoned.events(), "poison mixed in");
+    same_topic(&poisoned);
+    let expected_dead: BTreeMap<String, usize> = fixture
+        .poison
+        .iter()
+        .map(|(reason, n)| (reason.to_string(), *n))
+        .collect();
+    assert_eq!(poisoned.dead_letters(), expected_dead);
+
     let _ = std::fs::remove_dir_all(&fixture.dir);
 }

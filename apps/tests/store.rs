@@ -50,9 +50,18 @@ fn checkpoints_round_trip_and_never_move_back(store: &mut Store) {
         replay_from: state.map_or(0, |(at, _)| at),
         state: state.map(|(at, bytes)| (at, bytes.to_vec())),
     };
-    assert!(store.checkpoints("g", "metrics", &[0, 1]).unwrap().is_empty());
+    assert!(
+        store
+            .checkpoints("g", "metrics", &[0, 1])
+            .unwrap()
+            .is_empty()
+    );
     store
-        .commit("g", &[sample_row("db-1", 9)], &checkpoint(0, 100, Some((90, b"s90"))))
+        .commit(
+            "g",
+            &[sample_row("db-1", 9)],
+            &checkpoint(0, 100, Some((90, b"s90"))),
+        )
         .unwrap();
     store.commit("g", &[], &checkpoint(1, 7, None)).unwrap();
     // Later: offsets move on, the state stays as it was when none is given.
@@ -74,7 +83,12 @@ fn checkpoints_round_trip_and_never_move_back(store: &mut Store) {
         ]
     );
     // Another group's positions are its own.
-    assert!(store.checkpoints("other", "metrics", &[0]).unwrap().is_empty());
+    assert!(
+        store
+            .checkpoints("other", "metrics", &[0])
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.events().unwrap().iter().any(|r| r.host == "db-1"));
 }
 
