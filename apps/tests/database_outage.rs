@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -258,14 +257,6 @@ impl Scenario {
         support::save_reference_model(&model_dir);
         let log = dir.join("detector.log");
         let port = support::free_port();
-        let output = || -> Stdio {
-            File::options()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .unwrap()
-                .into()
-        };
         let detector = support::spawn(
             env!("CARGO_BIN_EXE_anomaly"),
             &[
@@ -287,7 +278,7 @@ impl Scenario {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ],
-            output,
+            support::log_file(&log),
         );
         wait_for("a healthy start", Duration::from_secs(30), &log, || {
             TcpStream::connect(("127.0.0.1", port)).is_ok() && health(port).0 == 200

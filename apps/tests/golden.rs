@@ -11,9 +11,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anomaly_apps::detect::event_topic::{EVENT_ID_HEADER, EVENT_STATE_HEADER};
@@ -117,15 +115,6 @@ impl<'a> Run<'a> {
     }
 
     fn start(&self) -> support::Running {
-        let log = self.log.clone();
-        let output = move || -> Stdio {
-            File::options()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .unwrap()
-                .into()
-        };
         let f = self.fixture;
         let listen = format!("127.0.0.1:{}", support::free_port());
         support::spawn(
@@ -157,7 +146,7 @@ impl<'a> Run<'a> {
                 "--kafka-option",
                 "heartbeat.interval.ms=1000",
             ],
-            output,
+            support::log_file(&self.log),
         )
     }
 

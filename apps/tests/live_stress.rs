@@ -13,8 +13,6 @@
 
 mod support;
 
-use std::fs::File;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,17 +56,6 @@ fn events(database_url: &str) -> Vec<EventRow> {
     .expect("read the anomalies table (the detector creates it at start)")
 }
 
-fn log_file(path: &Path) -> impl Fn() -> Stdio + '_ {
-    move || {
-        File::options()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("log file")
-            .into()
-    }
-}
-
 #[test]
 fn stress_ng_on_one_or_two_cores_opens_an_event_within_five_seconds_and_idle_minutes_open_none() {
     let dir = std::env::temp_dir().join(support::unique_name("live_stress"));
@@ -104,7 +91,7 @@ fn stress_ng_on_one_or_two_cores_opens_an_event_within_five_seconds_and_idle_min
             "--listen",
             &format!("127.0.0.1:{}", support::free_port()),
         ],
-        log_file(&collector_log),
+        support::log_file(&collector_log),
     );
     let model_dir = dir.join("model");
     let _detector = support::spawn(
@@ -130,7 +117,7 @@ fn stress_ng_on_one_or_two_cores_opens_an_event_within_five_seconds_and_idle_min
             "--listen",
             &format!("127.0.0.1:{}", support::free_port()),
         ],
-        log_file(&detector_log),
+        support::log_file(&detector_log),
     );
     let logs = || {
         format!(

@@ -116,6 +116,19 @@ pub fn spawn(program: &str, args: &[&str], output: impl Fn() -> Stdio) -> Runnin
     )
 }
 
+/// Opens `path` for appending on each call: the stdout and stderr of a child process started by
+/// [`spawn`], so its whole log is there however often it is restarted.
+pub fn log_file(path: &std::path::Path) -> impl Fn() -> Stdio + '_ {
+    move || {
+        std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("log file")
+            .into()
+    }
+}
+
 /// A local TCP port free right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
