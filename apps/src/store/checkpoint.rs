@@ -67,57 +67,37 @@ impl Store {
     ) -> anyhow::Result<Vec<Checkpoint>> {
         type Offsets = Vec<(i32, i64, Option<i64>)>;
         type States = Vec<(i32, i64, Vec<u8>)>;
+        // Diesel's tables are per backend; the queries are the same for both.
+        macro_rules! read_checkpoints {
+            ($schema:ident, $conn:expr) => {{
+                use $schema::stream_offsets as o;
+                use $schema::stream_state as s;
+                let offsets = FilterDsl::filter(
+                    o::table,
+                    o::consumer_group
+                        .eq(group)
+                        .and(o::topic.eq(source_topic))
+                        .and(o::partition_id.eq_any(partitions)),
+                )
+                .select((o::partition_id, o::next_offset, o::replay_from))
+                .load($conn)
+                .context("cannot read stored offsets")?;
+                let states = FilterDsl::filter(
+                    s::table,
+                    s::consumer_group
+                        .eq(group)
+                        .and(s::topic.eq(source_topic))
+                        .and(s::partition_id.eq_any(partitions)),
+                )
+                .select((s::partition_id, s::state_offset, s::state))
+                .load($conn)
+                .context("cannot read stored detector state")?;
+                (offsets, states)
+            }};
+        }
         let (offsets, states): (Offsets, States) = match self {
-            Self::Postgres(conn) => {
-                use postgres_schema::stream_offsets as o;
-                use postgres_schema::stream_state as s;
-                let offsets = FilterDsl::filter(
-                    o::table,
-                    o::consumer_group
-                        .eq(group)
-                        .and(o::topic.eq(source_topic))
-                        .and(o::partition_id.eq_any(partitions)),
-                )
-                .select((o::partition_id, o::next_offset, o::replay_from))
-                .load(conn)
-                .context("cannot read stored offsets")?;
-                let states = FilterDsl::filter(
-                    s::table,
-                    s::consumer_group
-                        .eq(group)
-                        .and(s::topic.eq(source_topic))
-                        .and(s::partition_id.eq_any(partitions)),
-                )
-                .select((s::partition_id, s::state_offset, s::state))
-                .load(conn)
-                .context("cannot read stored detector state")?;
-                (offsets, states)
-            }
-            Self::Sqlite(conn) => {
-                use sqlite_schema::stream_offsets as o;
-                use sqlite_schema::stream_state as s;
-                let offsets = FilterDsl::filter(
-                    o::table,
-                    o::consumer_group
-                        .eq(group)
-                        .and(o::topic.eq(source_topic))
-                        .and(o::partition_id.eq_any(partitions)),
-                )
-                .select((o::partition_id, o::next_offset, o::replay_from))
-                .load(conn)
-                .context("cannot read stored offsets")?;
-                let states = FilterDsl::filter(
-                    s::table,
-                    s::consumer_group
-                        .eq(group)
-                        .and(s::topic.eq(source_topic))
-                        .and(s::partition_id.eq_any(partitions)),
-                )
-                .select((s::partition_id, s::state_offset, s::state))
-                .load(conn)
-                .context("cannot read stored detector state")?;
-                (offsets, states)
-            }
+            Self::Postgres(conn) => read_checkpoints!(postgres_schema, conn),
+            Self::Sqlite(conn) => read_checkpoints!(sqlite_schema, conn),
         };
         Ok(offsets
             .into_iter()
@@ -138,6 +118,51 @@ impl Store {
     }
 }
 
+/// The statements of [`Store::commit`], the same for both backends (diesel's tables are per
+/// backend): the offsets, then the state when there is one, neither moving back.
+macro_rules! commit_checkpoint {
+    ($schema:ident, $conn:expr, $group:expr, $checkpoint:expr) => {{
+        let (group, checkpoint): (&str, &Checkpoint) = ($group, $checkpoint);
+        {
+            use $schema::stream_offsets::dsl::*;
+            let upsert = diesel::insert_into(stream_offsets)
+                .values((
+                    consumer_group.eq(group),
+                    topic.eq(&checkpoint.topic),
+                    partition_id.eq(checkpoint.partition),
+                    next_offset.eq(to_i64(checkpoint.next_offset)),
+                    replay_from.eq(Some(to_i64(checkpoint.replay_from))),
+                ))
+                .on_conflict((consumer_group, topic, partition_id))
+                .do_update()
+                .set((
+                    next_offset.eq(excluded(next_offset)),
+                    replay_from.eq(excluded(replay_from)),
+                ));
+            FilterDsl::filter(upsert, next_offset.le(excluded(next_offset))).execute($conn)?;
+        }
+        if let Some((at, bytes)) = &checkpoint.state {
+            use $schema::stream_state::dsl::*;
+            let upsert = diesel::insert_into(stream_state)
+                .values((
+                    consumer_group.eq(group),
+                    topic.eq(&checkpoint.topic),
+                    partition_id.eq(checkpoint.partition),
+                    state_offset.eq(to_i64(*at)),
+                    state.eq(bytes),
+                ))
+                .on_conflict((consumer_group, topic, partition_id))
+                .do_update()
+                .set((
+                    state_offset.eq(excluded(state_offset)),
+                    state.eq(excluded(state)),
+                ));
+            FilterDsl::filter(upsert, state_offset.le(excluded(state_offset))).execute($conn)?;
+        }
+        QueryResult::Ok(())
+    }};
+}
+
 fn commit_postgres(
     conn: &mut PgConnection,
     group: &str,
@@ -145,43 +170,7 @@ fn commit_postgres(
     checkpoint: &Checkpoint,
 ) -> QueryResult<()> {
     upsert_postgres(conn, rows)?;
-    {
-        use postgres_schema::stream_offsets::dsl::*;
-        let upsert = diesel::insert_into(stream_offsets)
-            .values((
-                consumer_group.eq(group),
-                topic.eq(&checkpoint.topic),
-                partition_id.eq(checkpoint.partition),
-                next_offset.eq(to_i64(checkpoint.next_offset)),
-                replay_from.eq(Some(to_i64(checkpoint.replay_from))),
-            ))
-            .on_conflict((consumer_group, topic, partition_id))
-            .do_update()
-            .set((
-                next_offset.eq(excluded(next_offset)),
-                replay_from.eq(excluded(replay_from)),
-            ));
-        FilterDsl::filter(upsert, next_offset.le(excluded(next_offset))).execute(conn)?;
-    }
-    if let Some((at, bytes)) = &checkpoint.state {
-        use postgres_schema::stream_state::dsl::*;
-        let upsert = diesel::insert_into(stream_state)
-            .values((
-                consumer_group.eq(group),
-                topic.eq(&checkpoint.topic),
-                partition_id.eq(checkpoint.partition),
-                state_offset.eq(to_i64(*at)),
-                state.eq(bytes),
-            ))
-            .on_conflict((consumer_group, topic, partition_id))
-            .do_update()
-            .set((
-                state_offset.eq(excluded(state_offset)),
-                state.eq(excluded(state)),
-            ));
-        FilterDsl::filter(upsert, state_offset.le(excluded(state_offset))).execute(conn)?;
-    }
-    Ok(())
+    commit_checkpoint!(postgres_schema, conn, group, checkpoint)
 }
 
 fn commit_sqlite(
@@ -191,41 +180,5 @@ fn commit_sqlite(
     checkpoint: &Checkpoint,
 ) -> QueryResult<()> {
     upsert_sqlite(conn, rows)?;
-    {
-        use sqlite_schema::stream_offsets::dsl::*;
-        let upsert = diesel::insert_into(stream_offsets)
-            .values((
-                consumer_group.eq(group),
-                topic.eq(&checkpoint.topic),
-                partition_id.eq(checkpoint.partition),
-                next_offset.eq(to_i64(checkpoint.next_offset)),
-                replay_from.eq(Some(to_i64(checkpoint.replay_from))),
-            ))
-            .on_conflict((consumer_group, topic, partition_id))
-            .do_update()
-            .set((
-                next_offset.eq(excluded(next_offset)),
-                replay_from.eq(excluded(replay_from)),
-            ));
-        FilterDsl::filter(upsert, next_offset.le(excluded(next_offset))).execute(conn)?;
-    }
-    if let Some((at, bytes)) = &checkpoint.state {
-        use sqlite_schema::stream_state::dsl::*;
-        let upsert = diesel::insert_into(stream_state)
-            .values((
-                consumer_group.eq(group),
-                topic.eq(&checkpoint.topic),
-                partition_id.eq(checkpoint.partition),
-                state_offset.eq(to_i64(*at)),
-                state.eq(bytes),
-            ))
-            .on_conflict((consumer_group, topic, partition_id))
-            .do_update()
-            .set((
-                state_offset.eq(excluded(state_offset)),
-                state.eq(excluded(state)),
-            ));
-        FilterDsl::filter(upsert, state_offset.le(excluded(state_offset))).execute(conn)?;
-    }
-    Ok(())
+    commit_checkpoint!(sqlite_schema, conn, group, checkpoint)
 }
