@@ -25,6 +25,14 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A packed model (see [`crate::package`]) is damaged or is not what it claims to be.
+    #[error("model package {version}: {message}")]
+    Package {
+        /// The version the package claims to hold.
+        version: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Input data does not fit the model (wrong width, too few rows to train, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),

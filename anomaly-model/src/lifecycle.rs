@@ -27,9 +27,15 @@ const MAX_INTERVAL_MS: i64 = 60_000;
 /// Trains a model on a baseline, on a thread of the lifecycle's own (training takes seconds and
 /// must not stall consumption). An implementation also saves the artifact where a restart finds
 /// it, and may report progress.
+///
+/// Where several instances share one model (a consumer group), an implementation may instead
+/// return a model another instance trained: one that replaces `replacing`, the version in use
+/// when training was asked for (`None`: the first model).
 pub trait Trainer: Send + Sync + 'static {
-    /// A model of `schema` trained on `rows`: the baseline's hosts one after another.
-    fn train(&self, schema: &MetricSchema, rows: &Series) -> Result<Model>;
+    /// A model of `schema` trained on `rows` (the baseline's hosts one after another), or the
+    /// group's model that replaces `replacing`.
+    fn train(&self, schema: &MetricSchema, rows: &Series, replacing: Option<&str>)
+    -> Result<Model>;
 }
 
 /// How a detector without a model gets one, and when it retrains.
@@ -313,17 +319,61 @@ impl DetectorLifecycle {
             waiting = pending.len(),
             "model trained; detecting"
         );
+        self.go_live(model, pending, now_ms + interval_ms, out)
+    }
+
+    /// Scores with `model` from now on, first the samples that waited for it; those measured
+    /// before `disturbed_until` (ms) open no event.
+    fn go_live(
+        &mut self,
+        model: Model,
+        pending: Vec<(i32, Sample)>,
+        disturbed_until: i64,
+        out: &mut Vec<Detection>,
+    ) -> Result<()> {
         let mut scorer =
             FleetScorer::new(model, self.rule)?.with_idle_eviction(self.plan.idle_host_ms);
         // What was measured while the model trained (the samples that waited, and the next one
         // of each host, whose measurement interval began during training) may show training's
         // own CPU burst.
-        scorer.disturbed_until(now_ms + interval_ms);
+        scorer.disturbed_until(disturbed_until);
         for (partition, sample) in &pending {
             scorer.on_sample_from(*partition, sample, out)?;
         }
         self.phase = Phase::Live(Box::new(scorer));
+        self.since_training = 0;
         Ok(())
+    }
+
+    /// The version of the model in use, once one is.
+    pub fn model_version(&self) -> Option<&str> {
+        self.scorer()
+            .map(|s| s.model().manifest().model_version.as_str())
+    }
+
+    /// Uses `model`, one this instance did not train (another instance of its group did), from
+    /// now on, whatever the phase: a baseline being collected is dropped, samples waiting for a
+    /// training are scored with it, and in use its hosts start afresh. `false` when it is the
+    /// model already in use (nothing changes).
+    pub fn adopt(&mut self, model: Model, now_ms: i64, out: &mut Vec<Detection>) -> Result<bool> {
+        if self.model_version() == Some(model.manifest().model_version.as_str()) {
+            return Ok(false);
+        }
+        tracing::info!(
+            model_version = %model.manifest().model_version,
+            threshold = model.manifest().threshold,
+            "the group's model in use"
+        );
+        let (pending, disturbed_until) = match &mut self.phase {
+            Phase::Training {
+                pending,
+                interval_ms,
+                ..
+            } => (std::mem::take(pending), now_ms + *interval_ms),
+            _ => (Vec::new(), i64::MIN),
+        };
+        self.go_live(model, pending, disturbed_until, out)?;
+        Ok(true)
     }
 
     /// Swaps in a retrained model once it is ready. A failed retraining keeps the model in use.
@@ -338,6 +388,8 @@ impl DetectorLifecycle {
         };
         self.retraining = None;
         match result {
+            // The group's model, already adopted while this retraining waited for it.
+            Ok(model) if self.model_version() == Some(model.manifest().model_version.as_str()) => {}
             Ok(model) => {
                 tracing::info!(
                     model_version = %model.manifest().model_version,
@@ -360,6 +412,7 @@ impl DetectorLifecycle {
     fn spawn_training(&self, rows: BTreeMap<String, Vec<f64>>) -> mpsc::Receiver<Result<Model>> {
         let (tx, rx) = mpsc::channel();
         let (trainer, schema) = (Arc::clone(&self.trainer), self.schema.clone());
+        let replacing = self.model_version().map(str::to_string);
         let hosts = rows.len();
         // Hosts are concatenated one after another; the few windows that straddle two hosts are
         // noise the model learns to tolerate, a fair price for one model per fleet.
@@ -372,7 +425,7 @@ impl DetectorLifecycle {
         std::thread::spawn(move || {
             let result = Series::new(schema.len(), data)
                 .map_err(Error::from)
-                .and_then(|series| trainer.train(&schema, &series));
+                .and_then(|series| trainer.train(&schema, &series, replacing.as_deref()));
             let _ = tx.send(result);
         });
         rx
@@ -395,7 +448,12 @@ mod tests {
     struct CountingTrainer(AtomicUsize);
 
     impl Trainer for CountingTrainer {
-        fn train(&self, schema: &MetricSchema, rows: &Series) -> Result<Model> {
+        fn train(
+            &self,
+            schema: &MetricSchema,
+            rows: &Series,
+            _replacing: Option<&str>,
+        ) -> Result<Model> {
             self.0.fetch_add(1, Ordering::SeqCst);
             Model::train(
                 schema,
@@ -488,6 +546,69 @@ mod tests {
             version(s).is_some_and(|v| v != first)
         });
         assert_eq!(trainer.0.load(Ordering::SeqCst), 2);
+    }
+
+    /// Trains nothing until its gate closes (the sender dropped), then fails: stands for another
+    /// instance of the group training meanwhile.
+    struct GatedTrainer(std::sync::Mutex<mpsc::Receiver<()>>);
+
+    impl Trainer for GatedTrainer {
+        fn train(&self, _: &MetricSchema, _: &Series, _: Option<&str>) -> Result<Model> {
+            let _ = self.0.lock().unwrap().recv();
+            Err(Error::Training("gate closed".into()))
+        }
+    }
+
+    #[test]
+    fn a_model_trained_elsewhere_is_adopted_in_every_phase() {
+        let rule = EventRule::new(2, 3, 5).unwrap();
+        let rows: Vec<Vec<f64>> = (0..3000).map(row).collect();
+        let model = CountingTrainer::default()
+            .train(
+                &MetricSchema::host(),
+                &Series::from_rows(&rows).unwrap(),
+                None,
+            )
+            .unwrap();
+        let version = model.manifest().model_version.clone();
+        let mut out = Vec::new();
+
+        // Collecting a baseline: dropped, the model is used at once.
+        let mut state = DetectorLifecycle::baseline(
+            MetricSchema::host(),
+            rule,
+            plan(None),
+            Arc::new(CountingTrainer::default()),
+        );
+        feed(&mut state, 0..100, &mut out);
+        assert!(state.adopt(model.clone(), 0, &mut out).unwrap());
+        assert_eq!(state.progress(), Progress::Live);
+        assert_eq!(state.model_version(), Some(version.as_str()));
+        // The same model again changes nothing.
+        assert!(!state.adopt(model.clone(), 0, &mut out).unwrap());
+
+        // Training: the samples that waited are scored with the adopted model.
+        let (gate, gated) = mpsc::channel();
+        let mut state = DetectorLifecycle::baseline(
+            MetricSchema::host(),
+            rule,
+            plan(None),
+            Arc::new(GatedTrainer(std::sync::Mutex::new(gated))),
+        );
+        feed(&mut state, 0..1250, &mut out);
+        assert_eq!(state.progress(), Progress::Training);
+        out.clear();
+        assert!(state.adopt(model, 1_250_000, &mut out).unwrap());
+        let scored = out
+            .iter()
+            .filter(|d| matches!(d, Detection::Scored { .. }))
+            .count();
+        assert_eq!(scored, 50 - 9, "every waiting sample is scored");
+        // The abandoned training's failure does not reach the adopted detector.
+        drop(gate);
+        std::thread::sleep(Duration::from_millis(50));
+        state.poll_training(1_260_000, &mut out).unwrap();
+        assert_eq!(state.model_version(), Some(version.as_str()));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! deduplicated by event id:
 //! 1. the detector SIGKILLed at three random points and restarted;
 //! 2. two detectors in one group, one SIGKILLed mid-stream (its partitions move to the other);
-//! 3. the same replay with 10,000 poison records of every kind mixed in, each dead-lettered with
+//! 3. PostgreSQL (a private cluster) stopped for 60 s in the middle of an anomaly: the detector
+//!    never exits, `/health` says why meanwhile;
+//! 4. the same replay with 10,000 poison records of every kind mixed in, each dead-lettered with
 //!    its reason.
 
 mod support;
@@ -23,6 +25,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
+use support::postgres::{PrivatePostgres, health};
 
 const HOSTS: usize = 200;
 const STEPS: usize = 300;
@@ -85,13 +88,26 @@ struct Run<'a> {
     anomalies: String,
     dead: String,
     url: String,
-    _database: support::ScratchDatabase,
+    /// The scratch database on the shared server, dropped with the run (none on a private one).
+    _database: Option<support::ScratchDatabase>,
     log: PathBuf,
 }
 
 impl<'a> Run<'a> {
+    /// A run storing into a scratch database of the shared PostgreSQL server.
     fn new(fixture: &'a Fixture, name: &'static str, topic: &str) -> Self {
         let (database, url) = support::ScratchDatabase::create();
+        Self::storing_in(fixture, name, topic, url, Some(database))
+    }
+
+    /// A run storing into the database at `url`.
+    fn storing_in(
+        fixture: &'a Fixture,
+        name: &'static str,
+        topic: &str,
+        url: String,
+        database: Option<support::ScratchDatabase>,
+    ) -> Self {
         let anomalies = support::unique_name(&format!("golden_anomalies_{name}"));
         let dead = support::unique_name(&format!("golden_dead_{name}"));
         tokio::runtime::Runtime::new()
@@ -115,8 +131,13 @@ impl<'a> Run<'a> {
     }
 
     fn start(&self) -> support::Running {
+        self.start_listening(support::free_port())
+    }
+
+    /// Starts a detector serving `/health` on `port`.
+    fn start_listening(&self, port: u16) -> support::Running {
         let f = self.fixture;
-        let listen = format!("127.0.0.1:{}", support::free_port());
+        let listen = format!("127.0.0.1:{port}");
         support::spawn(
             env!("CARGO_BIN_EXE_anomaly"),
             &[
@@ -467,7 +488,37 @@ fn every_golden_run_stores_exactly_what_a_straight_run_stores() {
     same_rows(&expected, &pair.events(), "two instances, one killed");
     same_topic(&pair);
 
-    // 3. Poison mixed in: the same rows, every poison record dead-lettered with its reason.
+    // 3. The database stopped for 60 s in the middle of the memory anomalies (steps 150-180).
+    let postgres = PrivatePostgres::start();
+    let outage = Run::storing_in(&fixture, "outage", &fixture.topic, postgres.url(), None);
+    let port = support::free_port();
+    let mut detector = outage.start_listening(port);
+    outage.wait_for_offsets(&mut detector, total * 165 / STEPS as i64);
+    postgres.ctl("stop");
+    let cut = Instant::now();
+    let mut said_why = false;
+    while cut.elapsed() < Duration::from_secs(60) {
+        assert!(
+            detector.0.try_wait().unwrap().is_none(),
+            "the detector exited during the database outage:\n{}",
+            log_of(&outage.log)
+        );
+        said_why |= health(port).0 == 503;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        said_why,
+        "/health never answered 503 during the outage:\n{}",
+        log_of(&outage.log)
+    );
+    postgres.ctl("start");
+    outage.wait_for_offsets(&mut detector, total);
+    drop(detector);
+    same_rows(&expected, &outage.events(), "database stopped for 60 s");
+    same_topic(&outage);
+    drop(postgres);
+
+    // 4. Poison mixed in: the same rows, every poison record dead-lettered with its reason.
     let poisoned = Run::new(&fixture, "poisoned", &fixture.poisoned);
     let mut detector = poisoned.start();
     poisoned.wait_for_offsets(&mut detector, total + POISON as i64);

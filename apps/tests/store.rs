@@ -4,8 +4,13 @@
 
 mod support;
 
+use std::collections::BTreeSet;
+
+use anomaly_apps::detect::group_model::newer_model;
 use anomaly_apps::store::{AnomalyRow, Checkpoint, Store};
+use anomaly_model::{Model, ModelPackage};
 use chrono::{TimeZone, Utc};
+use diesel::RunQueryDsl;
 
 fn sample_row(host: &str, minute: u32) -> AnomalyRow {
     AnomalyRow {
@@ -92,6 +97,106 @@ fn checkpoints_round_trip_and_never_move_back(store: &mut Store) {
     assert!(store.events().unwrap().iter().any(|r| r.host == "db-1"));
 }
 
+/// A PCA model of the reference host, trained on its steps from `from`: each call a new version.
+fn model(from: u64) -> Model {
+    let rows: Vec<[f64; 7]> = (from..from + 3000)
+        .map(anomaly_core::synthetic::cyclic_host_row)
+        .collect();
+    Model::train(
+        &anomaly_core::MetricSchema::host(),
+        &anomaly_core::dataset::Series::from_rows(&rows).unwrap(),
+        anomaly_model::DetectorKind::Pca,
+        &anomaly_model::TrainingConfig::default(),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+fn version(model: &Model) -> String {
+    model.manifest().model_version.clone()
+}
+
+fn group_models_switch_atomically_and_refuse_a_damaged_version(store: &mut Store) {
+    let (a, b) = (model(0), model(500));
+    assert_ne!(version(&a), version(&b));
+    let group = "detectors";
+    assert_eq!(store.current_model_version(group).unwrap(), None);
+
+    // The first offer wins; a later one changes nothing.
+    assert!(
+        store
+            .seed_model(group, &ModelPackage::pack(&a).unwrap())
+            .unwrap()
+    );
+    assert!(
+        !store
+            .seed_model(group, &ModelPackage::pack(&b).unwrap())
+            .unwrap()
+    );
+    assert_eq!(
+        store.current_model_version(group).unwrap(),
+        Some(version(&a))
+    );
+    let mut refused = BTreeSet::new();
+    let found = newer_model(store, group, None, &mut refused)
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.manifest(), a.manifest());
+    assert!(
+        newer_model(store, group, Some(&version(&a)), &mut refused)
+            .unwrap()
+            .is_none()
+    );
+
+    // Publishing switches every follower to the new version.
+    store
+        .publish_model(group, &ModelPackage::pack(&b).unwrap())
+        .unwrap();
+    assert_eq!(
+        store.current_model_version(group).unwrap(),
+        Some(version(&b))
+    );
+    let found = newer_model(store, group, Some(&version(&a)), &mut refused).unwrap();
+    assert_eq!(found.unwrap().manifest(), b.manifest());
+
+    // A damaged current version is refused, with its name kept, and the previous one serves.
+    let cut = match store {
+        Store::Postgres(conn) => diesel::sql_query(format!(
+            "UPDATE model_versions SET artifact = substr(artifact, 1, 200) WHERE version = '{}'",
+            version(&b)
+        ))
+        .execute(conn),
+        Store::Sqlite(conn) => diesel::sql_query(format!(
+            "UPDATE model_versions SET artifact = substr(artifact, 1, 200) WHERE version = '{}'",
+            version(&b)
+        ))
+        .execute(conn),
+    };
+    assert_eq!(cut.unwrap(), 1);
+    let found = newer_model(store, group, None, &mut refused).unwrap();
+    assert_eq!(found.unwrap().manifest(), a.manifest());
+    assert_eq!(refused, BTreeSet::from([version(&b)]));
+    assert!(
+        newer_model(store, group, Some(&version(&a)), &mut refused)
+            .unwrap()
+            .is_none()
+    );
+
+    // Another group has versions of its own; old versions are pruned.
+    assert_eq!(store.current_model_version("others").unwrap(), None);
+    for from in [1000, 1500, 2000, 2500] {
+        let next = model(from);
+        store
+            .publish_model(group, &ModelPackage::pack(&next).unwrap())
+            .unwrap();
+    }
+    assert_eq!(
+        store.model_versions(group).unwrap().len(),
+        4,
+        "the current one and 3 more"
+    );
+}
+
 #[test]
 fn postgres_migrates_round_trips_and_never_duplicates_an_event() {
     let (_db, url) = support::ScratchDatabase::create();
@@ -99,9 +204,28 @@ fn postgres_migrates_round_trips_and_never_duplicates_an_event() {
     assert!(matches!(store, Store::Postgres(_)));
     round_trip_and_upsert(&mut store);
     checkpoints_round_trip_and_never_move_back(&mut store);
+    group_models_switch_atomically_and_refuse_a_damaged_version(&mut store);
     // Opening again applies no migration twice and keeps the rows.
     let mut again = Store::open(&url).expect("reopen");
     assert_eq!(again.events().unwrap().len(), 3);
+
+    // The training lease: one holder per group, released when its connection closes (as when
+    // its process dies).
+    assert!(store.try_lead_training("detectors").unwrap());
+    assert!(!again.try_lead_training("detectors").unwrap());
+    assert!(
+        again.try_lead_training("others").unwrap(),
+        "a lease per group"
+    );
+    drop(store);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !again.try_lead_training("detectors").unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease outlived its connection"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -111,6 +235,7 @@ fn sqlite_migrates_round_trips_and_never_duplicates_an_event() {
     assert!(matches!(store, Store::Sqlite(_)));
     round_trip_and_upsert(&mut store);
     checkpoints_round_trip_and_never_move_back(&mut store);
+    group_models_switch_atomically_and_refuse_a_damaged_version(&mut store);
     drop(store);
     std::fs::remove_file(&path).unwrap();
 }

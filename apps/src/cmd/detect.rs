@@ -23,9 +23,10 @@ use tokio::net::TcpListener;
 use super::collect::parse_duration;
 use crate::collect::SampleFormat;
 use crate::detect::event_topic::EventTopic;
+use crate::detect::group_model::{Followed, GroupModelFollower};
 use crate::detect::metric_names;
 use crate::detect::sink::{DetectorCounters, DetectorSink};
-use crate::detect::trainer::SavingTrainer;
+use crate::detect::trainer::GroupTrainer;
 use crate::store::StoreWriter;
 use crate::telemetry;
 
@@ -51,17 +52,24 @@ pub struct DetectArgs {
         default_value = "metrics.dead-letter"
     )]
     pub dead_letter_topic: String,
-    /// Consumer group; instances of one group share the partitions.
+    /// Consumer group; instances of one group share the partitions and one model.
     #[arg(long, env = "ANOMALY_GROUP", default_value = "anomaly-detector")]
     pub group: String,
     /// Where anomaly events are stored: a `postgres://` URL or an SQLite file path.
     #[arg(long, env = "ANOMALY_DATABASE_URL", default_value = "anomalies.db")]
     pub database_url: String,
-    /// The model directory: a store of versions whose current one is loaded (or a plain
-    /// artifact written by `anomaly train --out`); trained from a baseline when empty. Each
-    /// (re)training publishes a new version, checksummed and switched to atomically, so a
-    /// process killed while saving leaves the previous version current; a damaged current
-    /// version is refused with the reason and the newest intact earlier one serves instead.
+    /// The model directory: a store of versions whose current one is loaded at start (or a
+    /// plain artifact written by `anomaly train --out`), checksummed and switched to
+    /// atomically, so a process killed while saving leaves the previous version current; a
+    /// damaged current version is refused with the reason and the newest intact earlier one
+    /// serves instead.
+    ///
+    /// The instances of a consumer group score with one model: the group's versions are kept
+    /// in the database (`--database-url`), and each instance adopts the current one within
+    /// seconds (saving it here too). The first instance to start with a model offers it as the
+    /// group's first version. Without any, one instance (the holder of the group's training
+    /// lease) trains on its baseline and publishes the model, and the others wait for it; it
+    /// is the same for scheduled retraining.
     #[arg(long, env = "ANOMALY_MODEL_DIR", default_value = "model")]
     pub model_dir: PathBuf,
     /// Samples (over all hosts) collected as a baseline before training, when there is no model.
@@ -201,36 +209,22 @@ pub async fn run_until(
         "--baseline-samples {} is too few: training needs at least {needed}",
         args.baseline_samples
     );
-    let trainer = Arc::new(SavingTrainer {
+    let trainer = Arc::new(GroupTrainer {
         detector: args.detector,
         config,
         model_dir: args.model_dir.clone(),
+        database_url: args.database_url.clone(),
+        group: args.group.clone(),
     });
     let plan = BaselinePlan {
         samples: args.baseline_samples,
         retrain_every: (args.retrain_every > 0).then_some(args.retrain_every),
         idle_host_ms: i64::try_from(args.idle_host_timeout.as_millis()).unwrap_or(i64::MAX),
     };
-    let loaded = ModelStore::new(&args.model_dir)
-        .load_current()
-        .with_context(|| format!("cannot load the model in {}", args.model_dir.display()))?;
-    let state = if let Some(loaded) = loaded {
-        for (version, problem) in &loaded.refused {
-            tracing::error!(%version, %problem, "model version refused");
-        }
-        let model = loaded.model;
-        tracing::info!(model_version = %model.manifest().model_version, "model loaded");
-        DetectorLifecycle::live(model, rule, plan, trainer)?
-    } else {
-        tracing::info!(
-            samples = args.baseline_samples,
-            "no model yet: collecting a baseline"
-        );
-        DetectorLifecycle::baseline(MetricSchema::host(), rule, plan, trainer)
-    };
     let health = telemetry::Health::default();
     let store = Arc::new(StoreWriter::new(args.database_url.clone(), health.clone()));
-    if let Err(e) = store.connect().await {
+    let connected = store.connect().await;
+    if let Err(e) = &connected {
         // Not fatal: writes retry until the store answers, and /health says why meanwhile.
         tracing::warn!(error = %format!("{e:#}"), "the event store is unreachable for now");
         health.problem("database", format!("{e:#}"));
@@ -239,6 +233,43 @@ pub async fn run_until(
         let reconnecting = Arc::clone(&store);
         tokio::spawn(async move { reconnecting.upsert(Vec::new()).await });
     }
+    let loaded = ModelStore::new(&args.model_dir)
+        .load_current()
+        .with_context(|| format!("cannot load the model in {}", args.model_dir.display()))?;
+    let mut model = loaded.map(|loaded| {
+        for (version, problem) in &loaded.refused {
+            tracing::error!(%version, %problem, "model version refused");
+        }
+        tracing::info!(model_version = %loaded.model.manifest().model_version, "model loaded");
+        loaded.model
+    });
+    let follower = GroupModelFollower::new(args.model_dir.clone());
+    if connected.is_ok() {
+        // The group's current model from the start, rather than a stale local one replaced a
+        // few seconds later (each replacement starts every host afresh).
+        let (look, group) = (follower.clone(), args.group.clone());
+        let in_use = model.as_ref().map(|m| m.manifest().model_version.clone());
+        match store
+            .attempt(move |store| look.look(store, &group, in_use.as_deref()))
+            .await
+        {
+            Ok(Followed::Adopt(group_model)) => model = Some(*group_model),
+            Ok(Followed::Nothing | Followed::Same) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the group's model for now")
+            }
+        }
+    }
+    let state = if let Some(model) = model {
+        tracing::info!(model_version = %model.manifest().model_version, group = %args.group, "starting with this model");
+        DetectorLifecycle::live(model, rule, plan, trainer)?
+    } else {
+        tracing::info!(
+            samples = args.baseline_samples,
+            "no model yet: collecting a baseline"
+        );
+        DetectorLifecycle::baseline(MetricSchema::host(), rule, plan, trainer)
+    };
     let producer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .set("enable.idempotence", "true")
@@ -257,7 +288,8 @@ pub async fn run_until(
             topic: args.anomalies_topic.clone(),
         }),
         health.clone(),
-    );
+    )
+    .following(follower);
 
     let topology = match args.format {
         SampleFormat::Json => topology(&args, JsonCodec, sink.clone())?,

@@ -19,6 +19,7 @@ use anomaly_stream::sink::{BoxFuture, TransactionalSink};
 use anomaly_stream::{Record, SourceOffset};
 
 use super::event_topic::EventTopic;
+use super::group_model::{Followed, GroupModelFollower};
 use super::metric_names as m;
 use crate::store::{AnomalyRow, Checkpoint, StoreWriter};
 use crate::telemetry::Health;
@@ -63,6 +64,8 @@ pub struct DetectorSink {
     /// The consumer group whose offsets and state the store keeps.
     group: Arc<str>,
     cursors: Arc<Mutex<HashMap<(String, i32), Cursor>>>,
+    /// Follows the group's current model version, when the sink is one of a group's instances.
+    follower: Option<GroupModelFollower>,
 }
 
 impl DetectorSink {
@@ -83,7 +86,15 @@ impl DetectorSink {
             counters: Arc::new(Mutex::new(DetectorCounters::default())),
             group: Arc::from(group),
             cursors: Arc::default(),
+            follower: None,
         }
+    }
+
+    /// Makes the sink follow its group's model (see `group_model`): offer its own as the first
+    /// version, adopt the current one whenever it changes.
+    pub fn following(mut self, follower: GroupModelFollower) -> Self {
+        self.follower = Some(follower);
+        self
     }
 
     /// The counters so far.
@@ -149,7 +160,51 @@ impl DetectorSink {
                     .set(1.0);
             }
         }
+        self.follow_group_model(&mut out).await?;
         self.publish(out).await
+    }
+
+    /// When due, looks at the group's model version: offers the model in use as the group's
+    /// first, or adopts the group's when it is another one. A store that does not answer is
+    /// not waited for (the next look tries again; `/health` is the writes' business).
+    async fn follow_group_model(&self, out: &mut Vec<Detection>) -> anomaly_stream::Result<()> {
+        let Some(follower) = self.follower.clone().filter(|f| f.due()) else {
+            return Ok(());
+        };
+        let model = {
+            let state = self.state.lock().expect("detector state lock");
+            state.scorer().map(|s| s.model().clone())
+        };
+        let group = Arc::clone(&self.group);
+        let looked = self
+            .store
+            .attempt(move |store| {
+                let in_use = model.as_ref().map(|m| m.manifest().model_version.as_str());
+                let found = follower.look(store, &group, in_use)?;
+                if let (Followed::Nothing, Some(model)) = (&found, &model)
+                    && follower.offer(store, &group, model)?
+                {
+                    tracing::info!(
+                        model_version = %model.manifest().model_version,
+                        "the model in use is the group's first version"
+                    );
+                }
+                Ok(found)
+            })
+            .await;
+        match looked {
+            Ok(Followed::Adopt(model)) => {
+                let mut state = self.state.lock().expect("detector state lock");
+                state
+                    .adopt(*model, chrono::Utc::now().timestamp_millis(), out)
+                    .map_err(|e| sink_error(format!("cannot use the group's model: {e}")))?;
+            }
+            Ok(Followed::Nothing | Followed::Same) => {}
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "cannot look at the group's model version")
+            }
+        }
+        Ok(())
     }
 
     /// Runs `batch`, read from source `partition`, through the detector.

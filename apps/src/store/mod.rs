@@ -6,9 +6,11 @@
 //! update never takes an event back to an earlier end (a late, stale write changes nothing).
 //!
 //! Beside the events, the detector stores where it stands in each source partition, and its
-//! state there, in the same transaction ([`Checkpoint`], exactly-once).
+//! state there, in the same transaction ([`Checkpoint`], exactly-once), and each consumer group's
+//! model versions, one of them current (`models`).
 
 mod checkpoint;
+mod models;
 pub mod postgres_schema;
 mod redact;
 pub mod sqlite_schema;
@@ -155,6 +157,11 @@ impl Store {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
             let mut conn = SqliteConnection::establish(path)
                 .with_context(|| format!("cannot open SQLite file {path}"))?;
+            // The trainer writes model versions on a connection of its own: a writer finding
+            // the file locked waits rather than fails.
+            diesel::sql_query("PRAGMA busy_timeout = 5000")
+                .execute(&mut conn)
+                .context("cannot set SQLite's busy timeout")?;
             conn.run_pending_migrations(SQLITE_MIGRATIONS)
                 .map_err(migrate)?;
             Ok(Self::Sqlite(conn))

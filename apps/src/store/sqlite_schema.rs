@@ -57,3 +57,29 @@ diesel::table! {
         state -> Binary,
     }
 }
+
+diesel::table! {
+    /// The model versions of each consumer group, packed and checksummed.
+    model_versions (model_group, version) {
+        /// The consumer group whose instances score with the model.
+        model_group -> Text,
+        /// The model's version.
+        version -> Text,
+        /// The packed artifact (`anomaly_model::ModelPackage`).
+        artifact -> Binary,
+        /// SHA-256 of `artifact`, hex.
+        sha256 -> Text,
+        /// When the version was stored, ms since the Unix epoch.
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The version each consumer group scores with.
+    model_current (model_group) {
+        /// The consumer group.
+        model_group -> Text,
+        /// Its current model version.
+        version -> Text,
+    }
+}

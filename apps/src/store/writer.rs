@@ -117,8 +117,8 @@ impl StoreWriter {
     }
 
     /// One operation on the current connection (made first if there is none), bounded by
-    /// [`WRITE_TIMEOUT`]; a failed connection is dropped, a hung one abandoned.
-    async fn attempt<T: Send + 'static>(
+    /// [`WRITE_TIMEOUT`], not retried; a failed connection is dropped, a hung one abandoned.
+    pub async fn attempt<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut Store) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: where the real services are, and fresh namespaces on them.
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
+pub mod postgres;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,2 @@
+DROP TABLE model_current;
+DROP TABLE model_versions;

@@ -1,0 +1,172 @@
+//! A PostgreSQL cluster of a test's own (its own `initdb` on a free port), so that stopping or
+//! freezing it touches nothing else, and the detector's `/health` probe.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The password in [`PrivatePostgres::url`] (the cluster trusts every local connection, so any
+/// would do): no log line or error may show it.
+pub const PASSWORD: &str = "never-print-me";
+
+/// A PostgreSQL cluster of this test's own, stopped and removed when dropped.
+pub struct PrivatePostgres {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(super::unique_name("pg_outage"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("chown")
+            .args(["postgres:postgres", dir.to_str().unwrap()])
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown the cluster folder to postgres");
+        let bindir = String::from_utf8(
+            Command::new("pg_config")
+                .arg("--bindir")
+                .output()
+                .expect("pg_config (package postgresql) must be installed")
+                .stdout,
+        )
+        .unwrap();
+        let cluster = Self {
+            dir,
+            port: super::free_port(),
+        };
+        cluster.as_postgres(&format!(
+            "{}/initdb -D {} -A trust -U postgres",
+            bindir.trim(),
+            cluster.data().display()
+        ));
+        cluster.ctl("start");
+        cluster
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// `pg_ctl start` (waiting until it accepts connections) or `pg_ctl stop -m immediate`.
+    pub fn ctl(&self, action: &str) {
+        let bindir = String::from_utf8(
+            Command::new("pg_config")
+                .arg("--bindir")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let data = self.data();
+        let command = match action {
+            "start" => format!(
+                "{}/pg_ctl -D {} -w -o '-p {} -k {} -c listen_addresses=127.0.0.1' -l {}/log start",
+                bindir.trim(),
+                data.display(),
+                self.port,
+                self.dir.display(),
+                self.dir.display()
+            ),
+            _ => format!(
+                "{}/pg_ctl -D {} -m immediate stop",
+                bindir.trim(),
+                data.display()
+            ),
+        };
+        self.as_postgres(&command);
+    }
+
+    /// Sends `signal` (`STOP` or `CONT`) to the server and every backend it forked; false when
+    /// the server is not running.
+    pub fn signal_all(&self, signal: &str) -> bool {
+        let Some(postmaster) = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|pid_file| pid_file.lines().next().map(|pid| pid.trim().to_string()))
+        else {
+            return false;
+        };
+        // The shell's own `kill`: no package needed.
+        let kill = |pids: &[String]| {
+            Command::new("sh")
+                .args(["-c", &format!("kill -{signal} {}", pids.join(" "))])
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        // The server first, so that no backend is forked after its children are listed.
+        kill(std::slice::from_ref(&postmaster)) && {
+            let backends = children_of(&postmaster);
+            backends.is_empty() || kill(&backends)
+        }
+    }
+
+    fn as_postgres(&self, command: &str) {
+        let status = Command::new("su")
+            .args(["postgres", "-c", command])
+            .stdout(Stdio::null())
+            .status()
+            .expect("su postgres");
+        assert!(status.success(), "`{command}` failed");
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        // A frozen server (a test that failed mid-way) would ignore the stop below.
+        self.signal_all("CONT");
+        let _ = Command::new("su")
+            .args([
+                "postgres",
+                "-c",
+                &format!(
+                    "$(pg_config --bindir)/pg_ctl -D {} -m immediate stop",
+                    self.data().display()
+                ),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The processes whose parent is `pid`, from /proc.
+fn children_of(pid: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may hold spaces, so split after its `)`.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            (ppid == pid).then_some(name)
+        })
+        .collect()
+}
+
+/// The status line's code of `GET /health` on `port`.
+pub fn health(port: u16) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the detector's HTTP port");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, response)
+}
