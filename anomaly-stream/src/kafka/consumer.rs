@@ -50,6 +50,14 @@ pub(crate) struct Context {
 }
 
 impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error; retrying");
+        self.state
+            .shared
+            .stats
+            .add_broker_error(format!("{error}: {reason}"));
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {

@@ -60,7 +60,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::metrics as m;
@@ -253,7 +253,25 @@ pub struct RuntimeStats {
     commits: AtomicU64,
     assigned: Mutex<BTreeSet<(String, i32)>>,
     fatal: Mutex<Option<String>>,
+    /// The current streak of errors librdkafka reported about the brokers.
+    broker_errors: Mutex<Option<BrokerErrors>>,
 }
+
+/// Errors about the brokers, each no later than [`BROKER_ERROR_STALE_AFTER`] after the one
+/// before.
+#[derive(Debug)]
+struct BrokerErrors {
+    latest: String,
+    first_at: Instant,
+    latest_at: Instant,
+}
+
+/// A broker error this recent means the brokers still cannot be reached: while they cannot,
+/// librdkafka reports a failure on every reconnection attempt (its backoff tops out at 10 s).
+const BROKER_ERROR_STALE_AFTER: Duration = Duration::from_secs(15);
+/// Errors must go on this long to count: a single dropped connection that is made again at
+/// once (a broker closing idle connections) is no outage.
+const BROKER_ERROR_PERSISTS: Duration = Duration::from_secs(2);
 
 impl RuntimeStats {
     pub(crate) fn add_buffered(&self, n: i64) {
@@ -321,6 +339,34 @@ impl RuntimeStats {
 
     pub(crate) fn lock_assigned(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, i32)>> {
         self.assigned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What is wrong with the brokers, while librdkafka keeps failing to reach them: errors
+    /// for at least 2 s, the latest within 15 s (it retries meanwhile, and consumption resumes
+    /// by itself once they answer).
+    pub fn broker_problem(&self) -> Option<String> {
+        let errors = self.broker_errors.lock().unwrap_or_else(|e| e.into_inner());
+        errors
+            .as_ref()
+            .filter(|e| {
+                e.latest_at.elapsed() < BROKER_ERROR_STALE_AFTER
+                    && e.latest_at - e.first_at >= BROKER_ERROR_PERSISTS
+            })
+            .map(|e| e.latest.clone())
+    }
+
+    pub(crate) fn add_broker_error(&self, error: String) {
+        let now = Instant::now();
+        let mut errors = self.broker_errors.lock().unwrap_or_else(|e| e.into_inner());
+        let first_at = match errors.as_ref() {
+            Some(e) if now - e.latest_at < BROKER_ERROR_STALE_AFTER => e.first_at,
+            _ => now,
+        };
+        *errors = Some(BrokerErrors {
+            latest: error,
+            first_at,
+            latest_at: now,
+        });
     }
 
     /// The error that stopped the runtime, if one did.

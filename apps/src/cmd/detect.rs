@@ -179,6 +179,9 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
     outcome
 }
 
+/// The `/health` component the consumer's broker problems are reported under.
+const BROKER_COMPONENT: &str = "kafka";
+
 /// How long a stopping detector waits for threads still blocked on the store.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -329,6 +332,11 @@ pub async fn run_until(
             _ = tick.tick() => {
                 if running.is_finished() {
                     break Err(anyhow::anyhow!("the stream runtime stopped: {:?}", running.stats().fatal()));
+                }
+                // The consumer waits for the brokers by itself; /health says why meanwhile.
+                match running.stats().broker_problem() {
+                    Some(problem) => health.problem(BROKER_COMPONENT, problem),
+                    None => health.recovered(BROKER_COMPONENT),
                 }
                 // A poll may wait for the store (an outage): a stop request must still stop.
                 tokio::select! {
