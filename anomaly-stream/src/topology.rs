@@ -525,11 +525,13 @@ impl PartitionTask {
     }
 
     /// How many replayed items [`take_replayed`](Self::take_replayed) would hand over.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub fn replayed_len(&self) -> usize {
         self.replayed.len()
     }
 
     /// Offsets below this are replayed, their outputs suppressed.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub fn suppress_below(&self) -> u64 {
         self.suppress_below
     }
@@ -559,10 +561,12 @@ impl PartitionTask {
         self.entry.min_retained()
     }
 
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub fn topic(&self) -> &Arc<str> {
         &self.topic
     }
 
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub fn partition(&self) -> i32 {
         self.partition
     }
