@@ -7,14 +7,14 @@
 mod support;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anomaly_core::Sample;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::postgres::health;
+use support::{health, wait_for};
 
 /// A nisshi broker of this test's own; killed when dropped.
 struct PrivateBroker {
@@ -130,18 +130,6 @@ fn publish(producer: &FutureProducer, topic: &str, rows: std::ops::Range<usize>,
     });
 }
 
-fn wait_for(what: &str, limit: Duration, log: &Path, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {limit:?}\n--- detector log ---\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn the_detector_waits_out_a_broker_outage_and_stores_the_event_once_it_is_back() {
     let dir = std::env::temp_dir().join(support::unique_name("broker_outage"));
@@ -194,7 +182,7 @@ fn the_detector_waits_out_a_broker_outage_and_stores_the_event_once_it_is_back()
     wait_for(
         "the first rows stored",
         Duration::from_secs(60),
-        &log,
+        &[&log],
         || stored_offsets(&url) == 125,
     );
     assert_eq!(events(&url).len(), 1, "the event is open before the cut");
@@ -204,7 +192,7 @@ fn the_detector_waits_out_a_broker_outage_and_stores_the_event_once_it_is_back()
     wait_for(
         "/health answering 503",
         Duration::from_secs(45),
-        &log,
+        &[&log],
         || health(port).0 == 503,
     );
     let (_, body) = health(port);
@@ -222,13 +210,13 @@ fn the_detector_waits_out_a_broker_outage_and_stores_the_event_once_it_is_back()
     broker.restart();
     let producer = support::idempotent_producer(&brokers);
     publish(&producer, topic, 125..200, start_ms);
-    wait_for("every row stored", Duration::from_secs(90), &log, || {
+    wait_for("every row stored", Duration::from_secs(90), &[&log], || {
         stored_offsets(&url) == 200
     });
     wait_for(
         "/health answering 200 again",
         Duration::from_secs(30),
-        &log,
+        &[&log],
         || health(port).0 == 200,
     );
     let stored = events(&url);

@@ -8,15 +8,16 @@
 mod support;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anomaly_core::Sample;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use support::postgres::{PASSWORD, PrivatePostgres, health};
+use support::postgres::{PASSWORD, PrivatePostgres};
+use support::{health, wait_for};
 
 #[derive(Debug, QueryableByName)]
 struct Count {
@@ -46,18 +47,6 @@ fn produce(producer: &FutureProducer, topic: &str, samples: &[Sample]) {
                 .unwrap_or_else(|(e, _)| panic!("delivery failed: {e}"));
         }
     });
-}
-
-fn wait_for(what: &str, limit: Duration, log: &Path, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {limit:?}\n--- detector log ---\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// A reference-model detector running as a process against `postgres` and the shared broker,
@@ -117,7 +106,7 @@ impl Scenario {
             ],
             support::log_file(&log),
         );
-        wait_for("a healthy start", Duration::from_secs(30), &log, || {
+        wait_for("a healthy start", Duration::from_secs(30), &[&log], || {
             TcpStream::connect(("127.0.0.1", port)).is_ok() && health(port).0 == 200
         });
         let producer: FutureProducer = support::idempotent_producer(&brokers);
@@ -153,7 +142,7 @@ impl Scenario {
         wait_for(
             "/health answering 503",
             Duration::from_secs(45),
-            &self.log,
+            &[&self.log],
             || health(port).0 == 503,
         );
         let (_, body) = health(port);
@@ -173,7 +162,7 @@ impl Scenario {
         wait_for(
             "/health answering 200 again",
             Duration::from_secs(60),
-            &self.log,
+            &[&self.log],
             || health(port).0 == 200,
         );
         let mut connection = PgConnection::establish(&postgres.url()).unwrap();
@@ -186,7 +175,7 @@ impl Scenario {
         wait_for(
             "the event stored",
             Duration::from_secs(30),
-            &self.log,
+            &[&self.log],
             || !events().is_empty(),
         );
         // Time for a duplicate, if there were one, to land.

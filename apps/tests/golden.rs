@@ -13,7 +13,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anomaly_apps::detect::event_topic::{EVENT_ID_HEADER, EVENT_STATE_HEADER};
@@ -25,7 +25,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
-use support::postgres::{PrivatePostgres, health};
+use support::postgres::PrivatePostgres;
+use support::{health, log_of};
 
 const HOSTS: usize = 200;
 const STEPS: usize = 300;
@@ -411,10 +412,6 @@ fn kill_points(total: i64) -> Vec<i64> {
     points.sort();
     println!("seed {seed}: SIGKILL after {points:?} of {total} stored offsets");
     points
-}
-
-fn log_of(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 #[test]

@@ -11,12 +11,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anomaly_apps::store::Store;
 use anomaly_core::Sample;
 use anomaly_model::ModelStore;
 use rdkafka::producer::FutureRecord;
+use support::{log_of, wait_for};
 
 const PARTITIONS: i32 = 3;
 const HOSTS: usize = 20;
@@ -142,28 +143,6 @@ impl Group {
         let model = package.unpack().expect("the current version is intact");
         assert_eq!(model.manifest().model_version, version);
         version
-    }
-}
-
-fn log_of(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// Waits until `done`, failing with the logs after `limit`.
-fn wait_for(what: &str, limit: Duration, logs: &[&Path], mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if Instant::now() > deadline {
-            let logs: Vec<String> = logs
-                .iter()
-                .map(|l| format!("--- {} ---\n{}", l.display(), log_of(l)))
-                .collect();
-            panic!(
-                "{what} did not happen within {limit:?}\n{}",
-                logs.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -31,7 +31,19 @@ pub fn newer_model(
     in_use: Option<&str>,
     refused: &mut BTreeSet<String>,
 ) -> anyhow::Result<Option<Model>> {
-    for version in store.model_versions(group)? {
+    let versions = store.model_versions(group)?;
+    newest_intact(store, group, versions, in_use, refused)
+}
+
+/// [`newer_model`] over `versions`, the group's listed current first.
+fn newest_intact(
+    store: &mut Store,
+    group: &str,
+    versions: Vec<String>,
+    in_use: Option<&str>,
+    refused: &mut BTreeSet<String>,
+) -> anyhow::Result<Option<Model>> {
+    for version in versions {
         if Some(version.as_str()) == in_use {
             return Ok(None);
         }
@@ -108,11 +120,13 @@ impl GroupModelFollower {
         group: &str,
         in_use: Option<&str>,
     ) -> anyhow::Result<Followed> {
-        if store.current_model_version(group)?.is_none() {
+        // A version is stored and made current in one transaction: none listed, none current.
+        let versions = store.model_versions(group)?;
+        if versions.is_empty() {
             return Ok(Followed::Nothing);
         }
         let mut refused = self.refused.lock().expect("follower lock");
-        match newer_model(store, group, in_use, &mut refused)? {
+        match newest_intact(store, group, versions, in_use, &mut refused)? {
             None => Ok(Followed::Same),
             Some(model) => {
                 keep_locally(&self.model_dir, &model)?;

@@ -171,26 +171,13 @@ impl DetectorSink {
         let Some(follower) = self.follower.clone().filter(|f| f.due()) else {
             return Ok(());
         };
-        let model = {
-            let state = self.state.lock().expect("detector state lock");
-            state.scorer().map(|s| s.model().clone())
-        };
-        let group = Arc::clone(&self.group);
+        let in_use = (self.state.lock().expect("detector state lock"))
+            .model_version()
+            .map(str::to_string);
+        let (look, group) = (follower.clone(), Arc::clone(&self.group));
         let looked = self
             .store
-            .attempt(move |store| {
-                let in_use = model.as_ref().map(|m| m.manifest().model_version.as_str());
-                let found = follower.look(store, &group, in_use)?;
-                if let (Followed::Nothing, Some(model)) = (&found, &model)
-                    && follower.offer(store, &group, model)?
-                {
-                    tracing::info!(
-                        model_version = %model.manifest().model_version,
-                        "the model in use is the group's first version"
-                    );
-                }
-                Ok(found)
-            })
+            .attempt(move |store| look.look(store, &group, in_use.as_deref()))
             .await;
         match looked {
             Ok(Followed::Adopt(model)) => {
@@ -199,12 +186,43 @@ impl DetectorSink {
                     .adopt(*model, chrono::Utc::now().timestamp_millis(), out)
                     .map_err(|e| sink_error(format!("cannot use the group's model: {e}")))?;
             }
-            Ok(Followed::Nothing | Followed::Same) => {}
+            Ok(Followed::Nothing) => self.offer_model(follower).await,
+            Ok(Followed::Same) => {}
             Err(e) => {
                 tracing::debug!(error = %format!("{e:#}"), "cannot look at the group's model version")
             }
         }
         Ok(())
+    }
+
+    /// Offers the model in use, if any, as the group's first version (the group has none); the
+    /// model is copied only then, not on every look.
+    async fn offer_model(&self, follower: GroupModelFollower) {
+        let model = {
+            let state = self.state.lock().expect("detector state lock");
+            state.scorer().map(|s| s.model().clone())
+        };
+        let Some(model) = model else {
+            return;
+        };
+        let group = Arc::clone(&self.group);
+        match self
+            .store
+            .attempt(move |store| {
+                let offered = follower.offer(store, &group, &model)?;
+                Ok(offered.then(|| model.manifest().model_version.clone()))
+            })
+            .await
+        {
+            Ok(Some(version)) => tracing::info!(
+                model_version = %version,
+                "the model in use is the group's first version"
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "cannot offer the model to the group")
+            }
+        }
     }
 
     /// Runs `batch`, read from source `partition`, through the detector.

@@ -3,9 +3,12 @@
 
 pub mod postgres;
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 
@@ -148,4 +151,43 @@ pub fn idempotent_producer(brokers: &str) -> rdkafka::producer::FutureProducer {
         .set("acks", "all")
         .create()
         .expect("a producer")
+}
+
+/// The status line's code of `GET /health` on `port`.
+pub fn health(port: u16) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the detector's HTTP port");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, response)
+}
+
+/// What a child process wrote to its log file so far (nothing if there is none yet).
+pub fn log_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Waits until `done`, failing after `limit` with what happened and the child processes' `logs`.
+pub fn wait_for(what: &str, limit: Duration, logs: &[&Path], mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|l| format!("--- {} ---\n{}", l.display(), log_of(l)))
+                .collect();
+            panic!(
+                "{what} did not happen within {limit:?}\n{}",
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -1,8 +1,6 @@
 //! A PostgreSQL cluster of a test's own (its own `initdb` on a free port), so that stopping or
-//! freezing it touches nothing else, and the detector's `/health` probe.
+//! freezing it touches nothing else.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -153,20 +151,4 @@ fn children_of(pid: &str) -> Vec<String> {
             (ppid == pid).then_some(name)
         })
         .collect()
-}
-
-/// The status line's code of `GET /health` on `port`.
-pub fn health(port: u16) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the detector's HTTP port");
-    stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, response)
 }
