@@ -176,7 +176,7 @@ fn the_detector_waits_out_a_broker_outage_and_stores_the_event_once_it_is_back()
         support::log_file(&log),
     );
     let start_ms = chrono::Utc::now().timestamp_millis() - 600_000;
-    let producer = support::idempotent_producer(&brokers);
+    let producer = support::ordered_producer(&brokers);
     // Normal rows, then the first part of the anomaly; the broker dies mid-event.
     publish(&producer, topic, 0..125, start_ms);
     wait_for(
@@ -208,7 +208,7 @@ fn the_detector_waits_out_a_broker_outage_and_stores_the_event_once_it_is_back()
     }
 
     broker.restart();
-    let producer = support::idempotent_producer(&brokers);
+    let producer = support::ordered_producer(&brokers);
     publish(&producer, topic, 125..200, start_ms);
     wait_for("every row stored", Duration::from_secs(90), &[&log], || {
         stored_offsets(&url) == 200

@@ -109,7 +109,7 @@ impl Scenario {
         wait_for("a healthy start", Duration::from_secs(30), &[&log], || {
             TcpStream::connect(("127.0.0.1", port)).is_ok() && health(port).0 == 200
         });
-        let producer: FutureProducer = support::idempotent_producer(&brokers);
+        let producer: FutureProducer = support::ordered_producer(&brokers);
         Self {
             detector,
             port,

@@ -35,7 +35,7 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
     let dead_letters = support::unique_name("dead_letters");
     support::create_topics(&brokers, &[&topic, &anomalies_topic, &dead_letters], 3).await;
 
-    let producer: FutureProducer = support::idempotent_producer(&brokers);
+    let producer: FutureProducer = support::ordered_producer(&brokers);
     // Event time ends about now: the detector refuses samples far from its clock.
     let start_ms = chrono::Utc::now().timestamp_millis() - SAMPLES_PER_HOST as i64 * 1000;
     for i in 0..SAMPLES_PER_HOST {

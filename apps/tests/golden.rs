@@ -330,7 +330,7 @@ fn fixture() -> (Fixture, i64) {
     std::fs::create_dir_all(&dir).unwrap();
     let model_dir = dir.join("model");
     support::save_reference_model(&model_dir);
-    let producer = support::idempotent_producer(&brokers);
+    let producer = support::ordered_producer(&brokers);
     let base_ms = chrono::Utc::now().timestamp_millis() - 3_600_000;
     let mut poison_sent: BTreeMap<&'static str, usize> = BTreeMap::new();
     runtime.block_on(async {

@@ -60,7 +60,7 @@ impl Group {
 
     /// Publishes `steps` normal samples of every host, stamped up to about now.
     fn publish(&self, steps: std::ops::Range<usize>) {
-        let producer = support::idempotent_producer(&self.brokers);
+        let producer = support::ordered_producer(&self.brokers);
         let now = chrono::Utc::now().timestamp_millis();
         tokio::runtime::Runtime::new().unwrap().block_on(async {
             let mut deliveries = Vec::new();

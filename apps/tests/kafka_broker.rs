@@ -21,13 +21,7 @@ async fn keyed_records_round_trip_through_a_consumer_group() {
     let topic = support::unique_name("roundtrip");
     support::create_topics(&brokers, &[&topic], PARTITIONS).await;
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "15000")
-        .create()
-        .expect("producer");
+    let producer: FutureProducer = support::ordered_producer(&brokers);
     for i in 0..PER_KEY {
         for k in 0..KEYS {
             let key = format!("host-{k}");
