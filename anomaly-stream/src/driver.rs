@@ -110,7 +110,10 @@ impl TestDriver {
         let p = self.partition(topic, partition)?;
         let offset = p.log.len() as u64;
         p.log.push(raw);
-        let emitted = std::mem::take(p.task.process(offset, &p.log[offset as usize])?);
+        let emitted = std::mem::take(
+            p.task
+                .process(offset, p.log[offset as usize].as_raw_ref())?,
+        );
         p.offsets.processed(offset, 0);
         let min = p.task.min_retained();
         p.offsets.checkpoint(min);
@@ -316,7 +319,8 @@ impl TestDriver {
                     .partitions
                     .get_mut(&(topic.to_owned(), partition))
                     .expect("exists");
-                let emitted = std::mem::take(p.task.process(offset, &log[offset as usize])?);
+                let emitted =
+                    std::mem::take(p.task.process(offset, log[offset as usize].as_raw_ref())?);
                 p.offsets.processed(offset, 0);
                 let min = p.task.min_retained();
                 p.offsets.checkpoint(min);

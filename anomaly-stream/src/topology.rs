@@ -85,6 +85,28 @@ pub struct RawRecord {
     pub timestamp_ms: i64,
 }
 
+impl RawRecord {
+    pub(crate) fn as_raw_ref(&self) -> RawRef<'_> {
+        RawRef {
+            key: self.key.as_deref(),
+            value: &self.value,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+/// A source record's bytes where they lie (a runtime's batch buffer, a driver's log): what the
+/// operators decode in place.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawRef<'a> {
+    /// Key bytes; `None` for a record without a key (decoded as an empty slice).
+    pub key: Option<&'a [u8]>,
+    /// Value bytes.
+    pub value: &'a [u8],
+    /// Event time in ms (the Kafka message timestamp).
+    pub timestamp_ms: i64,
+}
+
 /// A message a pipeline produces to a Kafka topic (a topic sink's output or a dead letter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
@@ -124,7 +146,7 @@ pub(crate) struct Cx<'a> {
     pub partition: i32,
     pub offset: u64,
     /// The source record being processed; `None` during wall-clock ticks.
-    pub raw: Option<&'a RawRecord>,
+    pub raw: Option<RawRef<'a>>,
     pub dead_letter_topic: Option<&'a str>,
     pub out: &'a mut Vec<Emitted>,
     /// Set when a record fails and there is no dead-letter topic: the runtime stops.
@@ -152,7 +174,11 @@ impl Cx<'_> {
         )
         .increment(1);
         let (key, value, timestamp_ms) = match self.raw {
-            Some(raw) => (raw.key.clone(), raw.value.clone(), raw.timestamp_ms),
+            Some(raw) => (
+                raw.key.map(<[u8]>::to_vec),
+                raw.value.to_vec(),
+                raw.timestamp_ms,
+            ),
             None => (None, Vec::new(), 0),
         };
         self.out.push(Emitted::Topic(OutgoingMessage {
@@ -486,7 +512,7 @@ pub(crate) struct PartitionTask {
 impl PartitionTask {
     /// Runs one source record; returns its outputs (empty while replaying) or the error that
     /// must stop the runtime.
-    pub fn process(&mut self, offset: u64, raw: &RawRecord) -> Result<&mut Vec<Emitted>> {
+    pub fn process(&mut self, offset: u64, raw: RawRef<'_>) -> Result<&mut Vec<Emitted>> {
         self.out.clear();
         let mut cx = Cx {
             topic: &self.topic,
@@ -497,7 +523,7 @@ impl PartitionTask {
             out: &mut self.out,
             failure: &mut self.failure,
         };
-        let bytes = raw.key.as_ref().map_or(0, Vec::len) + raw.value.len();
+        let bytes = raw.key.map_or(0, <[u8]>::len) + raw.value.len();
         match self.max_record_bytes {
             Some(limit) if bytes > limit => cx.dead_letter(&Error::Oversized { bytes, limit }),
             _ => self.entry.push(&mut cx),
@@ -968,8 +994,8 @@ impl<K: Send, V: Send> Entry for Decode<K, V> {
         let Some(raw) = cx.raw else { return };
         let decoded = self
             .key_codec
-            .decode(raw.key.as_deref().unwrap_or(&[]))
-            .and_then(|key| Ok((key, self.value_codec.decode(&raw.value)?)));
+            .decode(raw.key.unwrap_or(&[]))
+            .and_then(|key| Ok((key, self.value_codec.decode(raw.value)?)));
         match decoded {
             Ok((key, value)) => {
                 let timestamp_ms = raw.timestamp_ms;

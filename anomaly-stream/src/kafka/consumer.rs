@@ -14,12 +14,13 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc::error::TrySendError;
 
+use super::batch::RecordBatch;
 use super::worker::{Input, Shared, WorkerHandle, lock, spawn_sinks, spawn_worker};
 use super::{KILL, RUN, RuntimeStats, Settings};
 use crate::error::{Error, Result};
 use crate::metrics as m;
 use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
-use crate::topology::{RawRecord, Topology};
+use crate::topology::Topology;
 
 fn kafka(e: KafkaError) -> Error {
     Error::Kafka(e.to_string())
@@ -31,10 +32,17 @@ struct Slot {
     /// Paused for backpressure: the first offset not handed to the worker, sought back to on
     /// resume.
     paused_at: Option<u64>,
-    /// Offsets below this were handed to the worker (later copies are dropped).
+    /// Offsets below this were taken into `pending` or handed to the worker (later copies are
+    /// dropped).
     next_expected: u64,
     last_committed: CommitPoint,
+    /// Records taken from librdkafka and not yet handed to the worker.
+    pending: RecordBatch,
 }
+
+/// Most records taken from librdkafka in one round before the poll thread hands batches over
+/// and does its periodic work (commits, ticks, resumes).
+const POLL_ROUND: usize = 4096;
 
 pub(crate) struct PollState {
     shared: Arc<Shared>,
@@ -194,6 +202,7 @@ impl PollState {
                     paused_at: None,
                     next_expected: base.replay_from,
                     last_committed: base,
+                    pending: RecordBatch::default(),
                 },
             );
         }
@@ -285,27 +294,59 @@ impl PollState {
         self.commit_slots(consumer, slots.iter_mut());
     }
 
+    /// Takes a fetched record into its partition's pending batch; hands the batch over once it
+    /// is full.
     fn on_message(&self, consumer: &Consumer_, msg: &BorrowedMessage<'_>) {
-        let key = (msg.topic().to_owned(), msg.partition());
+        let (topic, partition) = (msg.topic(), msg.partition());
         let mut slots = self.lock_slots();
-        let Some(slot) = slots.get_mut(&key) else {
+        // A linear search: an instance holds few partitions, and a map lookup would need an owned
+        // topic name per record.
+        let Some((key, slot)) = slots
+            .iter_mut()
+            .find(|((t, p), _)| *p == partition && t == topic)
+        else {
             return;
         };
         let offset = msg.offset() as u64;
         if offset < slot.next_expected || slot.paused_at.is_some() {
             return;
         }
-        let raw = RawRecord {
-            key: msg.key().map(<[u8]>::to_vec),
-            value: msg.payload().unwrap_or_default().to_vec(),
-            timestamp_ms: msg.timestamp().to_millis().unwrap_or(0),
+        slot.pending.push(
+            offset,
+            msg.key(),
+            msg.payload().unwrap_or_default(),
+            msg.timestamp().to_millis().unwrap_or(0),
+        );
+        slot.next_expected = offset + 1;
+        if slot.pending.len() >= self.shared.settings.batch_records() {
+            self.hand_over(consumer, key, slot);
+        }
+    }
+
+    /// Hands every partition's pending records to its worker.
+    fn hand_over_all(&self, consumer: &Consumer_) {
+        let mut slots = self.lock_slots();
+        for (key, slot) in slots.iter_mut() {
+            self.hand_over(consumer, key, slot);
+        }
+    }
+
+    /// Hands `slot`'s pending batch to its worker, waiting up to `backpressure_wait` for room;
+    /// when the queue stays full, pauses the partition at the batch's first record instead.
+    fn hand_over(&self, consumer: &Consumer_, key: &(String, i32), slot: &mut Slot) {
+        let Some(first) = slot.pending.first_offset() else {
+            return;
         };
-        self.shared.stats.add_buffered(1);
+        let batch = std::mem::replace(&mut slot.pending, slot.worker.pool.take());
+        // Counted while it waits for room, so a full queue plus one batch per partition bounds
+        // the count.
+        let records = batch.len() as i64;
+        self.shared.stats.add_buffered(records);
         // A full queue usually drains within moments; pausing (and re-fetching on resume) is for
         // a worker that stays stuck. Nothing else takes the slots' lock while this thread waits:
         // every user of it runs on this thread.
         let mut deadline = None;
-        let mut input = Input::Record(offset, raw);
+        let mut input = Input::Records(batch);
         let sent = loop {
             match slot.worker.tx.try_send(input) {
                 Err(TrySendError::Full(back)) => {
@@ -321,25 +362,29 @@ impl PollState {
                 other => break other,
             }
         };
-        match sent {
-            Ok(()) => slot.next_expected = offset + 1,
-            Err(TrySendError::Full(_)) => {
-                self.shared.stats.add_buffered(-1);
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&key.0, key.1);
-                match consumer.pause(&tpl) {
-                    Ok(()) => {
-                        slot.paused_at = Some(offset);
-                        self.shared.stats.inc_pauses();
-                        metrics::counter!(m::PARTITION_PAUSES, "topic" => key.0.clone())
-                            .increment(1);
-                    }
-                    Err(e) => {
-                        self.shared.stats.set_fatal(&kafka(e));
-                    }
-                }
+        let unsent = match sent {
+            Ok(()) => return,
+            Err(TrySendError::Full(unsent) | TrySendError::Closed(unsent)) => unsent,
+        };
+        self.shared.stats.add_buffered(-records);
+        if let Input::Records(batch) = unsent {
+            slot.worker.pool.give(batch);
+        }
+        if slot.worker.tx.is_closed() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&key.0, key.1);
+        match consumer.pause(&tpl) {
+            Ok(()) => {
+                slot.paused_at = Some(first);
+                slot.next_expected = first;
+                self.shared.stats.inc_pauses();
+                metrics::counter!(m::PARTITION_PAUSES, "topic" => key.0.clone()).increment(1);
             }
-            Err(TrySendError::Closed(_)) => self.shared.stats.add_buffered(-1),
+            Err(e) => {
+                self.shared.stats.set_fatal(&kafka(e));
+            }
         }
     }
 
@@ -347,7 +392,7 @@ impl PollState {
     /// that did not fit.
     fn resume_ready(&self, consumer: &Consumer_) {
         let mut slots = self.lock_slots();
-        let half = self.shared.settings.queue_capacity.div_ceil(2);
+        let half = self.shared.settings.queued_batches().div_ceil(2);
         for ((topic, partition), slot) in slots.iter_mut() {
             let Some(offset) = slot.paused_at else {
                 continue;
@@ -480,11 +525,17 @@ fn poll_loop(consumer: Consumer_, state: Arc<PollState>, settings: Settings) -> 
     let mut last_commit = Instant::now();
     let mut last_tick = Instant::now();
     while shared.control.load(Ordering::SeqCst) == RUN && shared.stats.fatal().is_none() {
-        match consumer.poll(Duration::from_millis(20)) {
-            Some(Ok(msg)) => state.on_message(&consumer, &msg),
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            None => {}
+        // Everything librdkafka has fetched, up to a round's worth, then the batches go out.
+        let mut timeout = Duration::from_millis(20);
+        for _ in 0..POLL_ROUND {
+            match consumer.poll(timeout) {
+                Some(Ok(msg)) => state.on_message(&consumer, &msg),
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                None => break,
+            }
+            timeout = Duration::ZERO;
         }
+        state.hand_over_all(&consumer);
         state.resume_ready(&consumer);
         if last_commit.elapsed() >= settings.commit_interval {
             state.commit(&consumer);

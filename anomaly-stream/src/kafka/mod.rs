@@ -4,8 +4,12 @@
 //! # Threads and tasks
 //!
 //! * One **poll thread** (a plain OS thread, not a tokio worker) owns the `BaseConsumer`: it
-//!   polls, hands records to partition workers through bounded channels, pauses partitions whose
-//!   channel is full, commits, and runs the rebalance callbacks (which may block it safely).
+//!   polls, hands records to partition workers in batches through bounded channels, pauses
+//!   partitions whose channel is full, commits, and runs the rebalance callbacks (which may block
+//!   it safely). It takes every record librdkafka has already fetched (up to
+//!   [`poll_batch`](KafkaRuntimeBuilder::poll_batch) per partition) before handing a partition's
+//!   batch over; the batch's buffers come back to the poll thread for reuse, so handing records
+//!   over allocates nothing in steady state and wakes a worker once per batch.
 //! * One **worker task** per assigned partition owns that partition's operator instance
 //!   ([`PartitionTask`](crate::topology)) and its offset bookkeeping
 //!   ([`PartitionOffsets`](crate::offsets::PartitionOffsets)); it produces topic outputs and
@@ -53,6 +57,7 @@
 //! show the queued records. Resuming re-fetches from the broker, so each pause costs about one
 //! `fetch.wait.max.ms` (librdkafka default 500 ms).
 
+mod batch;
 mod consumer;
 mod worker;
 
@@ -77,13 +82,28 @@ pub struct KafkaRuntimeBuilder {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub queue_capacity: usize,
+    pub poll_batch: usize,
     pub backpressure_wait: Duration,
     pub sink_capacity: usize,
     pub sink_batch: usize,
     pub commit_interval: Duration,
+    pub idle_flush: Duration,
     pub tick_interval: Duration,
     pub checkpoint_interval: Duration,
     pub revoke_timeout: Duration,
+}
+
+impl Settings {
+    /// Records per batch handed to a worker: at most `poll_batch`, and at most half the queue so
+    /// a small queue still holds two batches.
+    pub fn batch_records(&self) -> usize {
+        self.poll_batch.min(self.queue_capacity / 2).max(1)
+    }
+
+    /// Batches a worker's queue holds: `queue_capacity` records in all.
+    pub fn queued_batches(&self) -> usize {
+        (self.queue_capacity / self.batch_records()).max(1)
+    }
 }
 
 impl KafkaRuntimeBuilder {
@@ -112,6 +132,15 @@ impl KafkaRuntimeBuilder {
         self
     }
 
+    /// Most records handed to a partition's worker at once (default 256; never more than half
+    /// of [`queue_capacity`](Self::queue_capacity)). Larger batches cost fewer wake-ups; a batch
+    /// is handed over as soon as librdkafka has nothing more fetched for it, so a quiet
+    /// partition's records are not held back.
+    pub fn poll_batch(mut self, n: usize) -> Self {
+        self.settings.poll_batch = n.max(1);
+        self
+    }
+
     /// How long the poll thread waits for room in a partition's full queue before it pauses the
     /// partition (default 100 ms). A worker that is merely slower than the broker drains its
     /// queue within this wait, so the partition streams at the worker's pace; only a stalled
@@ -133,10 +162,20 @@ impl KafkaRuntimeBuilder {
         self
     }
 
-    /// How often offsets are committed (default 200 ms); for exactly-once also how often each
-    /// worker writes a transaction.
+    /// How often offsets are committed (default 200 ms); for exactly-once also the longest a
+    /// worker under steady load waits before writing a transaction.
     pub fn commit_interval(mut self, d: Duration) -> Self {
         self.settings.commit_interval = d;
+        self
+    }
+
+    /// Exactly-once: how soon after its input has drained a worker writes what it holds
+    /// (default 10 ms), rather than waiting out the [`commit_interval`](Self::commit_interval).
+    /// A partition that keeps up with its traffic so commits each burst within about this
+    /// delay; one under load still writes a transaction per [`sink_batch`](Self::sink_batch)
+    /// records. Shorter means fresher results and more (smaller) transactions.
+    pub fn idle_flush(mut self, d: Duration) -> Self {
+        self.settings.idle_flush = d;
         self
     }
 
@@ -203,10 +242,12 @@ impl KafkaRuntime {
             config: Vec::new(),
             settings: Settings {
                 queue_capacity: 1024,
+                poll_batch: 256,
                 backpressure_wait: Duration::from_millis(100),
                 sink_capacity: 1024,
                 sink_batch: 256,
                 commit_interval: Duration::from_millis(200),
+                idle_flush: Duration::from_millis(10),
                 tick_interval: Duration::from_secs(1),
                 checkpoint_interval: Duration::from_millis(50),
                 revoke_timeout: Duration::from_secs(10),
@@ -301,8 +342,8 @@ impl RuntimeStats {
         self.processed.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn inc_processed(&self) {
-        self.processed.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn add_processed(&self, n: u64) {
+        self.processed.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Records sent to the dead-letter topic.

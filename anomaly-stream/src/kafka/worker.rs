@@ -9,12 +9,13 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::{BatchPool, RecordBatch};
 use super::{KILL, RuntimeStats, Settings};
 use crate::error::{Error, Result};
 use crate::metrics as m;
 use crate::offsets::{CommitPoint, PartitionOffsets};
 use crate::sink::{ErasedSink, Item, SourceOffset};
-use crate::topology::{Emitted, OutgoingMessage, PartitionTask, RawRecord, SinkKind, Topology};
+use crate::topology::{Emitted, OutgoingMessage, PartitionTask, SinkKind, Topology};
 
 pub(crate) type Tracker = Arc<Mutex<PartitionOffsets>>;
 
@@ -24,7 +25,8 @@ pub(crate) fn lock(t: &Tracker) -> std::sync::MutexGuard<'_, PartitionOffsets> {
 
 /// What the poll thread sends a worker.
 pub(crate) enum Input {
-    Record(u64, RawRecord),
+    /// Consecutive records, given back to the partition's pool once processed.
+    Records(RecordBatch),
     Tick(i64),
 }
 
@@ -58,6 +60,8 @@ pub(crate) struct WorkerHandle {
     pub stop: Option<oneshot::Sender<()>>,
     pub done: std::sync::mpsc::Receiver<()>,
     pub tracker: Tracker,
+    /// Emptied batches to fill again.
+    pub pool: BatchPool,
 }
 
 /// Starts the worker (and its delivery acker) for one partition.
@@ -67,7 +71,9 @@ pub(crate) fn spawn_worker(
     task: PartitionTask,
     base: CommitPoint,
 ) -> WorkerHandle {
-    let (tx, rx) = mpsc::channel(shared.settings.queue_capacity);
+    let (tx, rx) = mpsc::channel(shared.settings.queued_batches());
+    // Every batch that can exist at once: the queued ones, one being filled, one being processed.
+    let pool = BatchPool::new(shared.settings.queued_batches() + 2);
     let (stop_tx, stop_rx) = oneshot::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let tracker: Tracker = Arc::new(Mutex::new(PartitionOffsets::new(base)));
@@ -83,6 +89,8 @@ pub(crate) fn spawn_worker(
         tracker: Arc::clone(&tracker),
         acks: acks_tx,
         tx_batch: Vec::new(),
+        pool: pool.clone(),
+        emitted: Vec::new(),
     };
     rt.spawn(worker.run(rx, stop_rx, done_tx));
     WorkerHandle {
@@ -90,6 +98,7 @@ pub(crate) fn spawn_worker(
         stop: Some(stop_tx),
         done: done_rx,
         tracker,
+        pool,
     }
 }
 
@@ -100,6 +109,9 @@ struct Worker {
     acks: mpsc::Sender<(DeliveryFuture, u64)>,
     /// Outputs for the transactional sink not yet written.
     tx_batch: Vec<Item>,
+    pool: BatchPool,
+    /// The last record's outputs, emptied: traded with the task's list for the next record's.
+    emitted: Vec<Emitted>,
 }
 
 impl Worker {
@@ -114,8 +126,12 @@ impl Worker {
             self.shared.stats.set_fatal(e);
         }
         // Records still queued are dropped: they are not committed, the next owner reads them.
-        let queued = rx.len() as i64;
-        self.shared.stats.add_buffered(-queued);
+        rx.close();
+        while let Ok(input) = rx.try_recv() {
+            if let Input::Records(batch) = input {
+                self.shared.stats.add_buffered(-(batch.len() as i64));
+            }
+        }
         drop(rx);
         let Worker {
             shared,
@@ -150,12 +166,23 @@ impl Worker {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_flush = Instant::now();
         let mut dirty = false;
+        // Exactly-once: when to write what is held because the input has drained.
+        let mut idle_flush_at: Option<tokio::time::Instant> = None;
         let histogram =
             metrics::histogram!(m::PROCESSING_SECONDS, "topic" => self.task.topic().to_string());
         loop {
             tokio::select! {
                 biased;
                 _ = &mut *stop => break,
+                _ = tokio::time::sleep_until(idle_flush_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if idle_flush_at.is_some() => {
+                    idle_flush_at = None;
+                    if dirty {
+                        self.flush_transaction().await?;
+                        last_flush = Instant::now();
+                        dirty = false;
+                    }
+                }
                 _ = timer.tick() => {
                     self.checkpoint();
                     if eos && dirty && last_flush.elapsed() >= settings.commit_interval {
@@ -166,30 +193,41 @@ impl Worker {
                 }
                 input = rx.recv() => match input {
                     None => break,
-                    Some(Input::Record(offset, raw)) => {
-                        self.shared.stats.add_buffered(-1);
-                        let started = Instant::now();
-                        let emitted = std::mem::take(self.task.process(offset, &raw)?);
-                        self.dispatch(emitted, offset, false).await?;
-                        // The last replayed record, or a batch's worth: the sink rebuilds its
-                        // state before any new write.
-                        if eos
-                            && offset < self.task.suppress_below()
-                            && (offset + 1 == self.task.suppress_below()
-                                || self.task.replayed_len() >= settings.sink_batch)
-                        {
-                            self.flush_replay().await?;
+                    Some(Input::Records(batch)) => {
+                        self.shared.stats.add_buffered(-(batch.len() as i64));
+                        for (offset, raw) in batch.records() {
+                            let started = Instant::now();
+                            // The task's output list and this one trade places: both keep their
+                            // capacity, so no record allocates one.
+                            let mut emitted = std::mem::take(&mut self.emitted);
+                            std::mem::swap(self.task.process(offset, raw)?, &mut emitted);
+                            self.dispatch(&mut emitted, offset, false).await?;
+                            self.emitted = emitted;
+                            // The last replayed record, or a batch's worth: the sink rebuilds
+                            // its state before any new write.
+                            if eos
+                                && offset < self.task.suppress_below()
+                                && (offset + 1 == self.task.suppress_below()
+                                    || self.task.replayed_len() >= settings.sink_batch)
+                            {
+                                self.flush_replay().await?;
+                            }
+                            histogram.record(started.elapsed().as_secs_f64());
+                            // A replayed record writes nothing: the sink's transactions start
+                            // after the replay, so the state they store reflects every record
+                            // below their offset.
+                            dirty |= offset >= self.task.suppress_below();
+                            if eos && self.tx_batch.len() >= settings.sink_batch {
+                                self.flush_transaction().await?;
+                                last_flush = Instant::now();
+                                dirty = false;
+                            }
                         }
-                        histogram.record(started.elapsed().as_secs_f64());
-                        self.shared.stats.inc_processed();
-                        // A replayed record writes nothing: the sink's transactions start after
-                        // the replay, so the state they store reflects every record below their
-                        // offset.
-                        dirty |= offset >= self.task.suppress_below();
-                        if eos && self.tx_batch.len() >= settings.sink_batch {
-                            self.flush_transaction().await?;
-                            last_flush = Instant::now();
-                            dirty = false;
+                        self.shared.stats.add_processed(batch.len() as u64);
+                        self.pool.give(batch);
+                        if eos && dirty && rx.is_empty() && idle_flush_at.is_none() {
+                            idle_flush_at =
+                                Some(tokio::time::Instant::now() + settings.idle_flush);
                         }
                     }
                     Some(Input::Tick(now_ms)) => {
@@ -199,8 +237,8 @@ impl Worker {
                         };
                         // Not while replaying: idle flushes are not part of the replayed state.
                         if next > base.offset && next > 0 {
-                            let emitted = std::mem::take(self.task.tick(now_ms, next - 1)?);
-                            self.dispatch(emitted, next - 1, true).await?;
+                            let mut emitted = std::mem::take(self.task.tick(now_ms, next - 1)?);
+                            self.dispatch(&mut emitted, next - 1, true).await?;
                         }
                     }
                 },
@@ -219,7 +257,12 @@ impl Worker {
     }
 
     /// Hands outputs derived from `offset` to their sinks, registering them as pending first.
-    async fn dispatch(&mut self, emitted: Vec<Emitted>, offset: u64, tick: bool) -> Result<()> {
+    async fn dispatch(
+        &mut self,
+        emitted: &mut Vec<Emitted>,
+        offset: u64,
+        tick: bool,
+    ) -> Result<()> {
         let acknowledged = emitted
             .iter()
             .filter(|e| match e {
@@ -235,7 +278,7 @@ impl Worker {
                 t.processed(offset, acknowledged);
             }
         }
-        for e in emitted {
+        for e in emitted.drain(..) {
             match e {
                 Emitted::Topic(msg) => self.produce(msg, offset).await?,
                 Emitted::Sink { sink, item } => match &self.shared.sinks[sink] {
