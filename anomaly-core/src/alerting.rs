@@ -168,7 +168,8 @@ impl EventTracker {
         rule.validate()?;
         Ok(Self {
             rule,
-            recent: VecDeque::new(),
+            // Its full look-back at once: watching windows then never allocates.
+            recent: VecDeque::with_capacity(rule.n),
             open: None,
             over_run: 0,
             over_run_start_ms: 0,

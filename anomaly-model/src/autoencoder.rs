@@ -1,5 +1,6 @@
 //! The autoencoder detector: trained with Burn, scored with the plain-Rust [`DenseNet`].
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use burn::module::{Module, Param};
@@ -355,10 +356,18 @@ impl Detector for AutoencoderDetector {
     }
 }
 
+thread_local! {
+    /// Activations of the window a thread is reconstructing, kept between calls so that live
+    /// scoring (one window at a time) allocates nothing. Two layers' worth: a few hundred floats.
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
 fn reconstruct_with(net: &DenseNet, windows: &[f32], out: &mut [f32]) {
     let width = net.inputs();
-    let mut scratch = net.scratch();
-    for (w, o) in windows.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-        net.forward(w, o, &mut scratch);
-    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        net.fit_scratch(scratch);
+        for (w, o) in windows.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+            net.forward(w, o, scratch);
+        }
+    });
 }

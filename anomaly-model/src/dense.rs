@@ -129,13 +129,25 @@ impl DenseNet {
 
     /// Scratch space large enough for any hidden activation of this network.
     pub fn scratch(&self) -> [Vec<f32>; 2] {
+        let mut scratch = [Vec::new(), Vec::new()];
+        self.fit_scratch(&mut scratch);
+        scratch
+    }
+
+    /// Grows `scratch` (kept from an earlier use) to fit this network's activations; allocates
+    /// only when it is too small.
+    pub fn fit_scratch(&self, scratch: &mut [Vec<f32>; 2]) {
         let widest = self
             .layers
             .iter()
             .map(|l| l.outputs.max(l.inputs))
             .max()
             .unwrap_or(0);
-        [vec![0.0; widest], vec![0.0; widest]]
+        for buffer in scratch {
+            if buffer.len() < widest {
+                buffer.resize(widest, 0.0);
+            }
+        }
     }
 
     /// Runs one input through the network into `out` (length [`Self::outputs`]).

@@ -1,5 +1,6 @@
 //! The `Detector` trait every model implements, so each result can be shown beside a baseline.
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -86,6 +87,16 @@ pub struct TrainingProgress {
     pub validation_loss: f64,
 }
 
+thread_local! {
+    /// Reconstructions of the windows a thread is scoring, kept between calls so that live
+    /// scoring (one window at a time) allocates nothing.
+    static RECONSTRUCTION: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most values [`Detector::metric_errors`] reconstructs into the kept buffer; a bigger batch (an
+/// evaluation's) gets its own, so no thread keeps a large buffer.
+const REUSED_RECONSTRUCTION: usize = 1 << 16;
+
 /// A reconstruction-based detector over flattened windows of scaled metrics.
 ///
 /// Implementors provide fitting, reconstruction and persistence; scoring and attribution follow
@@ -141,16 +152,25 @@ pub trait Detector: Sized {
                 errors.len()
             )));
         }
-        let mut reconstruction = vec![0.0; windows.len()];
-        self.reconstruct(windows, &mut reconstruction)?;
-        for ((x, r), e) in windows
-            .chunks_exact(width)
-            .zip(reconstruction.chunks_exact(width))
-            .zip(errors.chunks_exact_mut(shape.dims))
-        {
-            self.profile().normalised_errors(x, r, e);
+        let mut errors_of = |reconstruction: &mut [f32]| -> Result<()> {
+            self.reconstruct(windows, reconstruction)?;
+            for ((x, r), e) in windows
+                .chunks_exact(width)
+                .zip(reconstruction.chunks_exact(width))
+                .zip(errors.chunks_exact_mut(shape.dims))
+            {
+                self.profile().normalised_errors(x, r, e);
+            }
+            Ok(())
+        };
+        if windows.len() > REUSED_RECONSTRUCTION {
+            return errors_of(&mut vec![0.0; windows.len()]);
         }
-        Ok(())
+        RECONSTRUCTION.with_borrow_mut(|reconstruction| {
+            reconstruction.clear();
+            reconstruction.resize(windows.len(), 0.0);
+            errors_of(reconstruction)
+        })
     }
 
     /// Each metric's share of the error of one window into `shares` (length `dims`).
