@@ -112,6 +112,26 @@ impl Codec<String> for Utf8Codec {
     }
 }
 
+/// For keys a pipeline does not read: any bytes decode to `()`, and `()` encodes to nothing.
+/// Saves decoding (and allocating) a key per record where the value names its entity anyway,
+/// as the detector's samples do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SkipCodec;
+
+impl Codec<()> for SkipCodec {
+    fn encode(&self, _value: &(), _buf: &mut Vec<u8>) -> Result<()> {
+        Ok(())
+    }
+
+    fn decode(&self, _bytes: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "skip"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -228,5 +248,15 @@ mod tests {
             JsonCodec.encode(&value, &mut buf),
             Err(Error::Encode { codec: "json", .. })
         ));
+    }
+
+    #[test]
+    fn skipped_keys_decode_from_any_bytes_and_encode_to_none() {
+        for bytes in [&b""[..], b"web-1", &[0xff, 0xfe]] {
+            assert_eq!(SkipCodec.decode(bytes).unwrap(), ());
+        }
+        let mut buf = b"kept".to_vec();
+        SkipCodec.encode(&(), &mut buf).unwrap();
+        assert_eq!(buf, b"kept");
     }
 }

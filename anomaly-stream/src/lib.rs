@@ -17,7 +17,7 @@
 //!   partitions. [`sink`]: async and transactional (exactly-once) sinks for databases.
 //! * [`TestDriver`]: the same topology and operator code in memory, with an explicit clock, for
 //!   unit tests without a broker. [`offsets`]: the commit and replay bookkeeping both share.
-//! * [`codec`]: [`Codec`] with [`JsonCodec`], [`PostcardCodec`] and [`Utf8Codec`].
+//! * [`codec`]: [`Codec`] with [`JsonCodec`], [`PostcardCodec`], [`Utf8Codec`] and [`SkipCodec`].
 //! * [`metrics`]: every metric name, and [`metrics::describe`].
 //!
 //! Operators take every input, wall-clock time included, as arguments, so the same calls always
@@ -70,7 +70,7 @@ pub mod sink;
 pub mod topology;
 pub mod window;
 
-pub use codec::{Codec, JsonCodec, PostcardCodec, Utf8Codec};
+pub use codec::{Codec, JsonCodec, PostcardCodec, SkipCodec, Utf8Codec};
 pub use driver::TestDriver;
 pub use error::{Error, Result};
 pub use offsets::CommitPoint;

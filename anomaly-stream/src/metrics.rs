@@ -24,7 +24,8 @@ pub const WINDOW_EMITS: &str = "anomaly_stream_window_emits_total";
 /// Labels: `topic`.
 pub const REPLAY_SUPPRESSED: &str = "anomaly_stream_replay_suppressed_total";
 /// Histogram: seconds to run one source record through its pipeline (decode to sink hand-off,
-/// excluding waiting for sinks). Labels: `topic`.
+/// excluding transaction writes), each record of a batch counted with the batch's mean.
+/// Labels: `topic`.
 pub const PROCESSING_SECONDS: &str = "anomaly_stream_processing_seconds";
 /// Gauge: high watermark minus next offset to consume. Labels: `topic`, `partition`.
 pub const CONSUMER_LAG: &str = "anomaly_stream_consumer_lag";

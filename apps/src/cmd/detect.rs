@@ -13,8 +13,8 @@ use anomaly_core::{MetricSchema, Sample, SampleLimits};
 use anomaly_model::{BaselinePlan, DetectorKind, DetectorLifecycle, ModelStore};
 use anomaly_stream::kafka::KafkaRuntime;
 use anomaly_stream::{
-    Codec, JsonCodec, PostcardCodec, Record, Rejection, TopologyBuilder, TransactionalSink,
-    Utf8Codec,
+    Codec, JsonCodec, PostcardCodec, Record, Rejection, SkipCodec, TopologyBuilder,
+    TransactionalSink,
 };
 use anyhow::Context;
 use rdkafka::config::ClientConfig;
@@ -371,14 +371,15 @@ pub async fn run_until(
 fn topology(
     args: &DetectArgs,
     codec: impl Codec<Sample> + 'static,
-    sink: impl TransactionalSink<Record<String, Sample>>,
+    sink: impl TransactionalSink<Record<(), Sample>>,
 ) -> anyhow::Result<anomaly_stream::Topology> {
     let limits = args.sample_limits(MetricSchema::host().len());
     let builder = TopologyBuilder::new()
         .dead_letter_topic(args.dead_letter_topic.clone())
         .max_record_bytes(args.max_record_bytes);
     builder
-        .stream_with::<String, Sample>(args.topic.clone(), Utf8Codec, codec)
+        // The sample names its host; the message key only spreads hosts over partitions.
+        .stream_with::<(), Sample>(args.topic.clone(), SkipCodec, codec)
         // Poison goes to the dead-letter topic, counted by reason, before it reaches any
         // per-host state; the receiver's clock is read here, at the edge.
         .validate(move |_, sample| {
@@ -439,7 +440,7 @@ mod tests {
         use anomaly_stream::topology::DLQ_REASON_HEADER;
         let args = default_args();
         // The detector's own path is tested on its own; here, what reaches it.
-        let sink = anomaly_stream::MemorySink::<Record<String, Sample>>::new();
+        let sink = anomaly_stream::MemorySink::<Record<(), Sample>>::new();
         let mut driver = TestDriver::new(topology(&args, PostcardCodec, sink.clone()).unwrap());
 
         let now = chrono::Utc::now().timestamp_millis();
@@ -514,7 +515,7 @@ mod tests {
                 "undecodable"
             ]
         );
-        let reached: Vec<String> = sink.records().into_iter().map(|r| r.key).collect();
+        let reached: Vec<String> = sink.records().into_iter().map(|r| r.value.entity).collect();
         assert_eq!(reached, ["web-1", "web-2"], "only the valid samples");
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anomaly_core::{Anomaly, Sample};
-use anomaly_model::{Detection, DetectorLifecycle, Progress};
+use anomaly_model::{Detection, DetectorLifecycle, FleetScorer, Progress};
 use anomaly_stream::sink::{BoxFuture, TransactionalSink};
 use anomaly_stream::{Record, SourceOffset};
 
@@ -66,6 +66,32 @@ pub struct DetectorSink {
     cursors: Arc<Mutex<HashMap<(String, i32), Cursor>>>,
     /// Follows the group's current model version, when the sink is one of a group's instances.
     follower: Option<GroupModelFollower>,
+    score_gauges: Arc<Mutex<ScoreGauges>>,
+}
+
+/// Each tracked host's score gauge, registered once: setting a held gauge is an atomic store,
+/// while `gauge!` with a host label builds the label and looks the series up every time (about
+/// as much as scoring a window, for every host every second, under the detector's lock).
+#[derive(Default)]
+struct ScoreGauges(HashMap<String, metrics::Gauge>);
+
+impl ScoreGauges {
+    /// Sets every scored host's gauge; forgets the handles of hosts `scorer` no longer tracks.
+    fn refresh(&mut self, scorer: &FleetScorer) {
+        for (host, score) in scorer.latest_scores() {
+            match self.0.get(host) {
+                Some(gauge) => gauge.set(score),
+                None => {
+                    let gauge = metrics::gauge!(m::SCORE, m::HOST => host.to_string());
+                    gauge.set(score);
+                    self.0.insert(host.to_string(), gauge);
+                }
+            }
+        }
+        if self.0.len() > scorer.tracked_hosts() {
+            self.0.retain(|host, _| scorer.tracks(host));
+        }
+    }
 }
 
 impl DetectorSink {
@@ -87,6 +113,7 @@ impl DetectorSink {
             group: Arc::from(group),
             cursors: Arc::default(),
             follower: None,
+            score_gauges: Arc::default(),
         }
     }
 
@@ -148,9 +175,10 @@ impl DetectorSink {
                 Progress::Training | Progress::Live => 1.0,
             });
             if let Some(s) = state.scorer() {
-                for (host, score) in s.latest_scores() {
-                    metrics::gauge!(m::SCORE, m::HOST => host.to_string()).set(score);
-                }
+                self.score_gauges
+                    .lock()
+                    .expect("score gauges lock")
+                    .refresh(s);
                 let manifest = s.model().manifest();
                 metrics::gauge!(m::TRACKED_HOSTS).set(s.tracked_hosts() as f64);
                 metrics::counter!(m::EVICTED_HOSTS_TOTAL).absolute(s.evicted_hosts);
@@ -226,7 +254,7 @@ impl DetectorSink {
     }
 
     /// Runs `batch`, read from source `partition`, through the detector.
-    fn detect(&self, partition: i32, batch: Vec<Record<String, Sample>>) -> Vec<Detection> {
+    fn detect(&self, partition: i32, batch: Vec<Record<(), Sample>>) -> Vec<Detection> {
         let mut out = Vec::new();
         let mut state = self.state.lock().expect("detector state lock");
         let mut refused = 0;
@@ -237,8 +265,9 @@ impl DetectorSink {
             let sample_ms = record.value.timestamp_ms;
             let before = out.len();
             if let Err(e) = state.on_sample(partition, record.value, now_ms, &mut out) {
-                // A sample of another schema cannot be scored; say so and carry on with the rest.
-                tracing::warn!(host = %record.key, error = %format!("{e:#}"), "sample refused");
+                // A sample of another schema cannot be scored; say so (the error names its host)
+                // and carry on with the rest.
+                tracing::warn!(error = %format!("{e:#}"), "sample refused");
                 refused += 1;
             }
             if out.len() > before {
@@ -420,10 +449,10 @@ fn sink_error(message: String) -> anomaly_stream::Error {
     }
 }
 
-impl TransactionalSink<Record<String, Sample>> for DetectorSink {
+impl TransactionalSink<Record<(), Sample>> for DetectorSink {
     fn write_transaction(
         &self,
-        batch: Vec<Record<String, Sample>>,
+        batch: Vec<Record<(), Sample>>,
         offsets: Vec<SourceOffset>,
     ) -> BoxFuture<'_, anomaly_stream::Result<()>> {
         Box::pin(async move {
@@ -468,7 +497,7 @@ impl TransactionalSink<Record<String, Sample>> for DetectorSink {
 
     fn replay<'a>(
         &'a self,
-        batch: Vec<Record<String, Sample>>,
+        batch: Vec<Record<(), Sample>>,
         _topic: &'a str,
         partition: i32,
     ) -> BoxFuture<'a, anomaly_stream::Result<()>> {
