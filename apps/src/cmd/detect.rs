@@ -444,13 +444,16 @@ mod tests {
         let mut driver = TestDriver::new(topology(&args, PostcardCodec, sink.clone()).unwrap());
 
         let now = chrono::Utc::now().timestamp_millis();
+        // Keyed by host as the collector writes them; the detector reads only the value.
         let send = |driver: &mut TestDriver, host: &str, sample: Sample| {
+            let mut value = Vec::new();
+            PostcardCodec.encode(&sample, &mut value).unwrap();
             driver
-                .send(
+                .send_raw(
                     "metrics",
                     0,
-                    &host.to_string(),
-                    &sample,
+                    Some(host.as_bytes()),
+                    &value,
                     sample.timestamp_ms,
                 )
                 .unwrap();
