@@ -91,6 +91,8 @@ pub(crate) fn spawn_worker(
         tx_batch: Vec::new(),
         pool: pool.clone(),
         emitted: Vec::new(),
+        dirty: false,
+        last_flush: Instant::now(),
     };
     rt.spawn(worker.run(rx, stop_rx, done_tx));
     WorkerHandle {
@@ -112,6 +114,10 @@ struct Worker {
     pool: BatchPool,
     /// The last record's outputs, emptied: traded with the task's list for the next record's.
     emitted: Vec<Emitted>,
+    /// Exactly-once: records were processed since the last transaction.
+    dirty: bool,
+    /// Exactly-once: when the last transaction was written.
+    last_flush: Instant,
 }
 
 impl Worker {
@@ -164,8 +170,6 @@ impl Worker {
         let mut timer =
             tokio::time::interval(settings.checkpoint_interval.min(settings.commit_interval));
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut last_flush = Instant::now();
-        let mut dirty = false;
         // Exactly-once: when to write what is held because the input has drained.
         let mut idle_flush_at: Option<tokio::time::Instant> = None;
         let histogram =
@@ -177,18 +181,14 @@ impl Worker {
                 _ = tokio::time::sleep_until(idle_flush_at.unwrap_or_else(tokio::time::Instant::now)),
                     if idle_flush_at.is_some() => {
                     idle_flush_at = None;
-                    if dirty {
+                    if self.dirty {
                         self.flush_transaction().await?;
-                        last_flush = Instant::now();
-                        dirty = false;
                     }
                 }
                 _ = timer.tick() => {
                     self.checkpoint();
-                    if eos && dirty && last_flush.elapsed() >= settings.commit_interval {
+                    if eos && self.dirty && self.last_flush.elapsed() >= settings.commit_interval {
                         self.flush_transaction().await?;
-                        last_flush = Instant::now();
-                        dirty = false;
                     }
                 }
                 input = rx.recv() => match input {
@@ -218,13 +218,11 @@ impl Worker {
                             // A replayed record writes nothing: the sink's transactions start
                             // after the replay, so the state they store reflects every record
                             // below their offset.
-                            dirty |= offset >= self.task.suppress_below();
+                            self.dirty |= offset >= self.task.suppress_below();
                             if eos && self.tx_batch.len() >= settings.sink_batch {
                                 let write_started = Instant::now();
                                 self.flush_transaction().await?;
-                                last_flush = Instant::now();
-                                writing += last_flush - write_started;
-                                dirty = false;
+                                writing += self.last_flush - write_started;
                             }
                         }
                         let records = batch.len() as u32;
@@ -235,7 +233,7 @@ impl Worker {
                         );
                         self.shared.stats.add_processed(u64::from(records));
                         self.pool.give(batch);
-                        if eos && dirty && rx.is_empty() && idle_flush_at.is_none() {
+                        if eos && self.dirty && rx.is_empty() && idle_flush_at.is_none() {
                             idle_flush_at =
                                 Some(tokio::time::Instant::now() + settings.idle_flush);
                         }
@@ -255,7 +253,7 @@ impl Worker {
             }
         }
         self.checkpoint();
-        if eos && dirty && !self.shared.killed() {
+        if eos && self.dirty && !self.shared.killed() {
             self.flush_transaction().await?;
         }
         Ok(())
@@ -411,6 +409,8 @@ impl Worker {
             })?;
         metrics::counter!(m::COMMITS, "topic" => self.task.topic().to_string()).increment(1);
         self.shared.stats.add_commits(1);
+        self.dirty = false;
+        self.last_flush = Instant::now();
         Ok(())
     }
 }
