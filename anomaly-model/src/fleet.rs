@@ -79,7 +79,7 @@ struct HostState {
 const SNAPSHOT_FORMAT: u32 = 1;
 
 /// One host in a [`PartitionSnapshot`].
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct HostSnapshot {
     name: String,
     rows: RetainedRows,
@@ -90,13 +90,26 @@ struct HostSnapshot {
     last_ms: i64,
 }
 
-/// What [`FleetScorer::snapshot`] encodes.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PartitionSnapshot {
+/// The state of one source partition's hosts, taken by [`FleetScorer::snapshot`]: a copy, so
+/// that encoding and storing it need not hold up scoring.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct PartitionSnapshot {
     format: u32,
     model_version: String,
     newest_ms: i64,
     hosts: Vec<HostSnapshot>,
+}
+
+impl PartitionSnapshot {
+    /// The snapshot in its stored form (`postcard`), for [`FleetScorer::restore`].
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        postcard::to_stdvec(self).map_err(Error::Snapshot)
+    }
+
+    /// How many hosts it holds.
+    pub fn hosts(&self) -> usize {
+        self.hosts.len()
+    }
 }
 
 /// Scores samples of many hosts with one model.
@@ -280,10 +293,12 @@ impl FleetScorer {
         host
     }
 
-    /// Every host of source `partition`, encoded: their windows, decision state and open events,
-    /// for storing with the partition's offsets (`postcard`). With the model, it is all the
-    /// fleet scorer needs to carry on with those hosts as if it had never stopped.
-    pub fn snapshot(&self, partition: i32) -> Result<Vec<u8>> {
+    /// A copy of every host of source `partition`: their windows, decision state and open
+    /// events, for storing with the partition's offsets ([`PartitionSnapshot::encode`]). With
+    /// the model, it is all the fleet scorer needs to carry on with those hosts as if it had
+    /// never stopped. Copying is the only part done here, so a caller holding the scorer behind
+    /// a lock can encode and store the copy after letting go of it.
+    pub fn snapshot(&self, partition: i32) -> PartitionSnapshot {
         let hosts = self
             .hosts
             .iter()
@@ -300,13 +315,12 @@ impl FleetScorer {
                 last_ms: h.last_ms,
             })
             .collect();
-        let snapshot = PartitionSnapshot {
+        PartitionSnapshot {
             format: SNAPSHOT_FORMAT,
             model_version: self.model.manifest().model_version.clone(),
             newest_ms: self.newest_ms,
             hosts,
-        };
-        postcard::to_stdvec(&snapshot).map_err(Error::Snapshot)
+        }
     }
 
     /// Replaces the hosts of `partition` by those of `snapshot` (from [`snapshot`](Self::snapshot));
@@ -800,7 +814,10 @@ mod tests {
             for (p, sample) in &input[..stop] {
                 first.on_sample_from(*p, sample, &mut out).unwrap();
             }
-            let saved = [first.snapshot(0).unwrap(), first.snapshot(1).unwrap()];
+            let saved = [
+                first.snapshot(0).encode().unwrap(),
+                first.snapshot(1).encode().unwrap(),
+            ];
             let mut second = scorer();
             // Stale state of the partition, from an earlier owner, is replaced.
             second
@@ -821,7 +838,7 @@ mod tests {
         let mut s = scorer();
         s.on_sample_from(3, &Sample::new("h", 0, normal_row(0)), &mut Vec::new())
             .unwrap();
-        let bytes = s.snapshot(3).unwrap();
+        let bytes = s.snapshot(3).encode().unwrap();
         let other_model = {
             let rows: Vec<Vec<f64>> = (0..2500).map(|i| normal_row(i + 11)).collect();
             Model::train(

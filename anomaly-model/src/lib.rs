@@ -57,7 +57,7 @@ pub use artifact::{Manifest, TrainingStats};
 pub use detector::{Detector, DetectorKind, TrainingProgress, WindowShape};
 pub use error::{Error, Result};
 pub use evaluate::{EntityReport, evaluate_entity};
-pub use fleet::{Detection, FleetScorer};
+pub use fleet::{Detection, FleetScorer, PartitionSnapshot};
 pub use host::{HostDetector, Observation};
 pub use lifecycle::{BaselinePlan, DetectorLifecycle, Progress, Trainer};
 pub use model::{Model, TrainingConfig};

@@ -19,7 +19,7 @@ use anomaly_core::{MetricSchema, Sample};
 
 use crate::Model;
 use crate::error::{Error, Result};
-use crate::fleet::{Detection, FleetScorer};
+use crate::fleet::{Detection, FleetScorer, PartitionSnapshot};
 
 /// The longest sampling interval the detector assumes when it learns one from the baseline.
 const MAX_INTERVAL_MS: i64 = 60_000;
@@ -266,12 +266,12 @@ impl DetectorLifecycle {
         Ok(())
     }
 
-    /// The state of source `partition`'s hosts, encoded for storing with the partition's offsets
-    /// ([`FleetScorer::snapshot`]); `None` before a model is in use.
-    pub fn snapshot(&self, partition: i32) -> Result<Option<Vec<u8>>> {
+    /// A copy of the state of source `partition`'s hosts, for storing with the partition's
+    /// offsets ([`FleetScorer::snapshot`]); `None` before a model is in use.
+    pub fn snapshot(&self, partition: i32) -> Option<PartitionSnapshot> {
         match &self.phase {
-            Phase::Live(scorer) => scorer.snapshot(partition).map(Some),
-            _ => Ok(None),
+            Phase::Live(scorer) => Some(scorer.snapshot(partition)),
+            _ => None,
         }
     }
 

@@ -1,13 +1,13 @@
 //! The event store against a real PostgreSQL and an SQLite file: migrations apply, rows round-trip,
 //! an event's update replaces it, a stale update changes nothing, and a replay adds nothing;
-//! checkpoints (offsets and detector state) are stored with the events and never move back.
+//! positions are stored with the events, detector states beside them, and neither moves back.
 
 mod support;
 
 use std::collections::BTreeSet;
 
 use anomaly_apps::detect::group_model::newer_model;
-use anomaly_apps::store::{AnomalyRow, Checkpoint, Store};
+use anomaly_apps::store::{AnomalyRow, Checkpoint, Position, Store};
 use anomaly_model::{Model, ModelPackage};
 use chrono::{TimeZone, Utc};
 use diesel::RunQueryDsl;
@@ -45,15 +45,14 @@ fn round_trip_and_upsert(store: &mut Store) {
     assert_eq!(back, vec![closed, rows[1].clone()]);
 }
 
-/// Commits events with checkpoints of two partitions, then a stale checkpoint (an instance that
-/// lost the partition), and reads them back.
+/// Commits events with positions of two partitions and stores a state, then a stale position
+/// and a stale state (an instance that lost the partition), and reads them back.
 fn checkpoints_round_trip_and_never_move_back(store: &mut Store) {
-    let checkpoint = |partition, next_offset, state: Option<(u64, &[u8])>| Checkpoint {
+    let position = |partition, next_offset, replay_from| Position {
         topic: "metrics".to_string(),
         partition,
         next_offset,
-        replay_from: state.map_or(0, |(at, _)| at),
-        state: state.map(|(at, bytes)| (at, bytes.to_vec())),
+        replay_from,
     };
     assert!(
         store
@@ -62,31 +61,34 @@ fn checkpoints_round_trip_and_never_move_back(store: &mut Store) {
             .is_empty()
     );
     store
-        .commit(
-            "g",
-            &[sample_row("db-1", 9)],
-            &checkpoint(0, 100, Some((90, b"s90"))),
-        )
+        .commit("g", &[sample_row("db-1", 9)], &position(0, 100, 0))
         .unwrap();
-    store.commit("g", &[], &checkpoint(1, 7, None)).unwrap();
-    // Later: offsets move on, the state stays as it was when none is given.
-    store.commit("g", &[], &checkpoint(0, 120, None)).unwrap();
-    // A stale writer's commit changes neither offsets nor state.
-    store
-        .commit("g", &[], &checkpoint(0, 95, Some((80, b"s80"))))
-        .unwrap();
+    store.save_state("g", "metrics", 0, 90, b"s90").unwrap();
+    store.commit("g", &[], &position(1, 7, 0)).unwrap();
+    // Later: offsets move on, the state stays as it was.
+    store.commit("g", &[], &position(0, 120, 90)).unwrap();
+    // A stale writer's position and state change neither.
+    store.commit("g", &[], &position(0, 95, 80)).unwrap();
+    store.save_state("g", "metrics", 0, 80, b"s80").unwrap();
     let mut stored = store.checkpoints("g", "metrics", &[0, 1, 2]).unwrap();
-    stored.sort_by_key(|c| c.partition);
+    stored.sort_by_key(|c| c.position.partition);
     assert_eq!(
         stored,
         vec![
             Checkpoint {
-                replay_from: 0,
-                ..checkpoint(0, 120, Some((90, b"s90")))
+                position: position(0, 120, 90),
+                state: Some((90, b"s90".to_vec())),
             },
-            checkpoint(1, 7, None),
+            Checkpoint {
+                position: position(1, 7, 0),
+                state: None,
+            },
         ]
     );
+    // A newer state replaces the older.
+    store.save_state("g", "metrics", 0, 110, b"s110").unwrap();
+    let stored = store.checkpoints("g", "metrics", &[0]).unwrap();
+    assert_eq!(stored[0].state, Some((110, b"s110".to_vec())));
     // Another group's positions are its own.
     assert!(
         store

@@ -31,6 +31,8 @@ pub const END_TO_END_LATENCY_SECONDS: &str = "anomaly_detector_end_to_end_latenc
 /// Histogram: seconds from the newest sample of the window that opened an anomaly event to the
 /// event's row committed in the store and published on the anomalies topic.
 pub const EVENT_LATENCY_SECONDS: &str = "anomaly_detector_event_latency_seconds";
+/// Histogram: seconds to encode and store one partition's state (off the events' path).
+pub const STATE_SAVE_SECONDS: &str = "anomaly_detector_state_save_seconds";
 /// Gauge: ratio of the baseline collected before the first model is trained (1 once trained).
 pub const BASELINE_PROGRESS_RATIO: &str = "anomaly_detector_baseline_progress_ratio";
 /// Gauge, always 1, labelled with the model version in use.
@@ -64,6 +66,11 @@ pub fn describe() {
         EVENT_LATENCY_SECONDS,
         Unit::Seconds,
         "Seconds from the newest sample of the window that opened an anomaly event to its row committed and published."
+    );
+    describe_histogram!(
+        STATE_SAVE_SECONDS,
+        Unit::Seconds,
+        "Seconds to encode and store one partition's host state, in the background of the events' path."
     );
     describe_gauge!(
         BASELINE_PROGRESS_RATIO,

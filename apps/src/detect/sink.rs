@@ -1,7 +1,9 @@
 //! The detector as the exactly-once sink of the sample stream. Each partition's batch goes through
 //! the detector's lifecycle; the anomaly events it yields go to the anomalies topic, then to the
-//! store in one transaction with the partition's next offset and, every few seconds, the state
-//! of the partition's hosts. On assignment the runtime asks the sink where each partition stands:
+//! store in one transaction with the partition's next offset. Every few seconds the state of the
+//! partition's hosts is copied and, in the background on a connection of its own, encoded and
+//! stored once that transaction is: tens of megabytes at a large fleet, which the partition's
+//! events must not wait for. On assignment the runtime asks the sink where each partition stands:
 //! the hosts' state is restored and the records after it are replayed (rebuilding the state,
 //! writing nothing again), so a restart, a crash or a rebalance neither loses nor duplicates an
 //! event row, and an incident still running carries on as the same event.
@@ -14,17 +16,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anomaly_core::{Anomaly, Sample};
-use anomaly_model::{Detection, DetectorLifecycle, FleetScorer, Progress};
+use anomaly_model::{Detection, DetectorLifecycle, FleetScorer, PartitionSnapshot, Progress};
 use anomaly_stream::sink::{BoxFuture, TransactionalSink};
 use anomaly_stream::{Record, SourceOffset};
 
 use super::event_topic::EventTopic;
 use super::group_model::{Followed, GroupModelFollower};
 use super::metric_names as m;
-use crate::store::{AnomalyRow, Checkpoint, StoreWriter};
+use crate::store::{AnomalyRow, Checkpoint, Position, StoreWriter};
 use crate::telemetry::Health;
 
-/// How often each partition's host state is stored with its offsets. Between two, a restart
+/// How often each partition's host state is stored after its offsets. Between two, a restart
 /// replays the records since the last one (at 1 Hz per host, this many samples per host).
 const STATE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -34,8 +36,20 @@ struct Cursor {
     /// Where reading must start again to rebuild the partition's state: the offset its stored
     /// state is as of, or where this life's reading began.
     replay_from: u64,
-    /// When the partition's state was last stored.
+    /// When the partition's state was last copied for storing.
     stored_at: Option<Instant>,
+    /// A copy is being encoded and stored: the next waits for it.
+    saving: bool,
+}
+
+impl Cursor {
+    fn starting_at(replay_from: u64) -> Self {
+        Self {
+            replay_from,
+            stored_at: None,
+            saving: false,
+        }
+    }
 }
 
 /// Counters the demo prints and the tests read; the same figures go to Prometheus.
@@ -58,6 +72,9 @@ pub struct DetectorCounters {
 pub struct DetectorSink {
     state: Arc<Mutex<DetectorLifecycle>>,
     store: Arc<StoreWriter>,
+    /// A connection of its own for the partitions' state, so that storing it never holds up
+    /// the events' transactions.
+    state_store: Arc<StoreWriter>,
     events: Option<Arc<EventTopic>>,
     health: Health,
     counters: Arc<Mutex<DetectorCounters>>,
@@ -106,6 +123,7 @@ impl DetectorSink {
     ) -> Self {
         Self {
             state: Arc::new(Mutex::new(state)),
+            state_store: Arc::new(store.another()),
             store,
             events: events.map(Arc::new),
             health,
@@ -333,42 +351,76 @@ impl DetectorSink {
         Ok(())
     }
 
-    /// What to store with the events of a transaction for `source`: its next offset, where to
-    /// replay from, and the partition's state when it is due.
-    fn checkpoint(&self, source: SourceOffset) -> anomaly_stream::Result<Checkpoint> {
+    /// What to store with the events of a transaction for `source`: its next offset and where
+    /// to replay from; and, when due, a copy of the partition's state as of that offset, to
+    /// store once the transaction is ([`save_state`](Self::save_state)).
+    fn position(&self, source: SourceOffset) -> (Position, Option<(u64, PartitionSnapshot)>) {
         let mut cursors = self.cursors.lock().expect("cursors lock");
         // A partition the runtime did not ask about had nothing stored: its reading began at
         // the start of the topic (auto.offset.reset=earliest).
         let cursor = cursors
             .entry((source.topic.clone(), source.partition))
-            .or_insert(Cursor {
-                replay_from: 0,
-                stored_at: None,
-            });
-        let due = cursor
-            .stored_at
-            .is_none_or(|at| at.elapsed() >= STATE_INTERVAL);
-        let mut state = None;
+            .or_insert(Cursor::starting_at(0));
+        let due = !cursor.saving
+            && cursor
+                .stored_at
+                .is_none_or(|at| at.elapsed() >= STATE_INTERVAL);
+        let mut snapshot = None;
         if due {
-            let snapshot = self
-                .state
-                .lock()
-                .expect("detector state lock")
-                .snapshot(source.partition)
-                .map_err(|e| sink_error(format!("cannot encode the detector state: {e}")))?;
-            if let Some(bytes) = snapshot {
-                cursor.replay_from = source.offset;
+            let state = self.state.lock().expect("detector state lock");
+            if let Some(copy) = state.snapshot(source.partition) {
                 cursor.stored_at = Some(Instant::now());
-                state = Some((source.offset, bytes));
+                cursor.saving = true;
+                snapshot = Some((source.offset, copy));
             }
         }
-        Ok(Checkpoint {
+        let position = Position {
             topic: source.topic,
             partition: source.partition,
             next_offset: source.offset,
             replay_from: cursor.replay_from.min(source.offset),
-            state,
-        })
+        };
+        (position, snapshot)
+    }
+
+    /// Encodes and stores `snapshot`, the state of `partition` of `topic` as of offset `at`, in
+    /// the background: the position at `at` is committed, so the state never runs ahead of the
+    /// store. Once it is stored, a restart replays from `at` on.
+    fn save_state(&self, topic: String, partition: i32, at: u64, snapshot: PartitionSnapshot) {
+        let (state_store, cursors, group) = (
+            Arc::clone(&self.state_store),
+            Arc::clone(&self.cursors),
+            Arc::clone(&self.group),
+        );
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let encoded = tokio::task::spawn_blocking(move || snapshot.encode()).await;
+            let saved = match encoded {
+                Ok(Ok(bytes)) => {
+                    state_store
+                        .save_state(&group, &topic, partition, at, bytes)
+                        .await;
+                    metrics::histogram!(m::STATE_SAVE_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
+                    true
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(topic, partition, error = %e, "cannot encode the detector state; a restart replays from the previous one");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(topic, partition, error = %e, "the state encoding task failed; a restart replays from the previous one");
+                    false
+                }
+            };
+            let mut cursors = cursors.lock().expect("cursors lock");
+            if let Some(cursor) = cursors.get_mut(&(topic, partition)) {
+                cursor.saving = false;
+                if saved {
+                    cursor.replay_from = cursor.replay_from.max(at);
+                }
+            }
+        });
     }
 
     /// Restores the stored state of `partition` of `topic` and says where reading starts.
@@ -386,7 +438,7 @@ impl DetectorSink {
                 // Nothing stored: from the start of the topic.
                 None => 0,
                 Some(cp) => match &cp.state {
-                    None => cp.replay_from,
+                    None => cp.position.replay_from,
                     Some((at, bytes)) => match state.restore(partition, bytes) {
                         Ok(Some(hosts)) => {
                             tracing::info!(
@@ -394,24 +446,24 @@ impl DetectorSink {
                                 partition,
                                 hosts,
                                 state_offset = at,
-                                next_offset = cp.next_offset,
+                                next_offset = cp.position.next_offset,
                                 "detector state restored; replaying the records after it"
                             );
                             *at
                         }
                         // Collecting a baseline: read it again.
-                        Ok(None) if state.progress() != Progress::Live => cp.replay_from,
+                        Ok(None) if state.progress() != Progress::Live => cp.position.replay_from,
                         Ok(None) => {
                             tracing::info!(
                                 topic,
                                 partition,
                                 "stored detector state is of another model; the partition's hosts start afresh"
                             );
-                            cp.next_offset
+                            cp.position.next_offset
                         }
                         Err(e) => {
                             tracing::warn!(topic, partition, error = %e, "stored detector state unreadable; the partition's hosts start afresh");
-                            cp.next_offset
+                            cp.position.next_offset
                         }
                     },
                 },
@@ -419,16 +471,13 @@ impl DetectorSink {
         };
         self.cursors.lock().expect("cursors lock").insert(
             (topic.to_string(), partition),
-            Cursor {
-                replay_from,
-                stored_at: None,
-            },
+            Cursor::starting_at(replay_from),
         );
         stored.map(|cp| SourceOffset {
             topic: topic.to_string(),
             partition,
-            offset: cp.next_offset,
-            replay_from: replay_from.min(cp.next_offset),
+            offset: cp.position.next_offset,
+            replay_from: replay_from.min(cp.position.next_offset),
         })
     }
 }
@@ -470,8 +519,12 @@ impl TransactionalSink<Record<(), Sample>> for DetectorSink {
             let rows: Vec<AnomalyRow> = events.iter().map(AnomalyRow::from).collect();
             match source {
                 Some(source) => {
-                    let checkpoint = self.checkpoint(source)?;
-                    self.store.commit(&self.group, rows, checkpoint).await;
+                    let (position, snapshot) = self.position(source);
+                    let (topic, partition) = (position.topic.clone(), position.partition);
+                    self.store.commit(&self.group, rows, position).await;
+                    if let Some((at, snapshot)) = snapshot {
+                        self.save_state(topic, partition, at, snapshot);
+                    }
                 }
                 None if !rows.is_empty() => self.store.upsert(rows).await,
                 None => {}
@@ -490,7 +543,9 @@ impl TransactionalSink<Record<(), Sample>> for DetectorSink {
             let stored = self.store.checkpoints(&self.group, topic, partitions).await;
             Ok(partitions
                 .iter()
-                .filter_map(|&p| self.restore(topic, p, stored.iter().find(|c| c.partition == p)))
+                .filter_map(|&p| {
+                    self.restore(topic, p, stored.iter().find(|c| c.position.partition == p))
+                })
                 .collect())
         })
     }

@@ -1,21 +1,21 @@
 //! Where the detector stands in each source partition, stored in the same database transaction
-//! as the events it wrote (exactly-once): the next offset to read, where reading must start
-//! again to rebuild its state, and that state as of an offset. A restarted or newly assigned
-//! instance reads them back and carries on from there.
+//! as the events it wrote (exactly-once): the next offset to read and where reading must start
+//! again to rebuild its state ([`Position`]). The state itself, as of an offset, is stored in a
+//! transaction of its own (it can be tens of megabytes, and the events must not wait for it),
+//! after the position that covers it. A restarted or newly assigned instance reads both back
+//! ([`Checkpoint`]) and carries on from there.
 
 use anyhow::Context;
-use diesel::pg::PgConnection;
 use diesel::prelude::*;
 // Only called by path: with the prelude's `QueryDsl` its `filter` would be ambiguous on tables.
 use diesel::query_dsl::methods::FilterDsl;
-use diesel::sqlite::SqliteConnection;
 use diesel::upsert::excluded;
 
 use super::{AnomalyRow, Store, postgres_schema, sqlite_schema, upsert_postgres, upsert_sqlite};
 
-/// One source partition's position, and optionally its state, as stored with the events.
+/// One source partition's position, as stored with the events.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Checkpoint {
+pub struct Position {
     /// Source topic.
     pub topic: String,
     /// Source partition.
@@ -24,8 +24,15 @@ pub struct Checkpoint {
     pub next_offset: u64,
     /// Where reading must start again to rebuild the state (`<= next_offset`).
     pub replay_from: u64,
+}
+
+/// One source partition's stored position and state, as read back on assignment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Where the partition stands.
+    pub position: Position,
     /// The partition's encoded state and the offset it is as of (every record below it is in
-    /// it). `None` when writing leaves the stored state as it is.
+    /// it; never beyond `position.next_offset`), if one was stored.
     pub state: Option<(u64, Vec<u8>)>,
 }
 
@@ -37,23 +44,116 @@ fn to_u64(offset: i64) -> u64 {
     u64::try_from(offset).unwrap_or(0)
 }
 
+/// The position statement of [`Store::commit`], the same for both backends (diesel's tables are
+/// per backend): an upsert that never moves the offsets back.
+macro_rules! commit_position {
+    ($schema:ident, $conn:expr, $group:expr, $position:expr) => {{
+        use $schema::stream_offsets::dsl::*;
+        let (group, position): (&str, &Position) = ($group, $position);
+        let upsert = diesel::insert_into(stream_offsets)
+            .values((
+                consumer_group.eq(group),
+                topic.eq(&position.topic),
+                partition_id.eq(position.partition),
+                next_offset.eq(to_i64(position.next_offset)),
+                replay_from.eq(Some(to_i64(position.replay_from))),
+            ))
+            .on_conflict((consumer_group, topic, partition_id))
+            .do_update()
+            .set((
+                next_offset.eq(excluded(next_offset)),
+                replay_from.eq(excluded(replay_from)),
+            ));
+        FilterDsl::filter(upsert, next_offset.le(excluded(next_offset)))
+            .execute($conn)
+            .map(drop)
+    }};
+}
+
+/// The statement of [`Store::save_state`] for either backend: an upsert that never moves the
+/// state back.
+macro_rules! save_state {
+    ($schema:ident, $conn:expr, $group:expr, $topic:expr, $partition:expr, $at:expr, $bytes:expr) => {{
+        use $schema::stream_state::dsl::*;
+        let upsert = diesel::insert_into(stream_state)
+            .values((
+                consumer_group.eq($group),
+                topic.eq($topic),
+                partition_id.eq($partition),
+                state_offset.eq(to_i64($at)),
+                state.eq($bytes),
+            ))
+            .on_conflict((consumer_group, topic, partition_id))
+            .do_update()
+            .set((
+                state_offset.eq(excluded(state_offset)),
+                state.eq(excluded(state)),
+            ));
+        FilterDsl::filter(upsert, state_offset.le(excluded(state_offset)))
+            .execute($conn)
+            .map(drop)
+    }};
+}
+
 impl Store {
-    /// Writes `rows` and `checkpoint` of consumer `group` in one transaction. Offsets never move
+    /// Writes `rows` and `position` of consumer `group` in one transaction. Offsets never move
     /// back: a stale writer (an instance that lost the partition and has not noticed yet)
     /// changes nothing there.
     pub fn commit(
         &mut self,
         group: &str,
         rows: &[AnomalyRow],
-        checkpoint: &Checkpoint,
+        position: &Position,
     ) -> anyhow::Result<()> {
         match self {
             Self::Postgres(conn) => conn
-                .transaction(|conn| commit_postgres(conn, group, rows, checkpoint))
+                .transaction(|conn| {
+                    upsert_postgres(conn, rows)?;
+                    commit_position!(postgres_schema, conn, group, position)
+                })
                 .context("cannot write anomalies and offsets to PostgreSQL"),
             Self::Sqlite(conn) => conn
-                .transaction(|conn| commit_sqlite(conn, group, rows, checkpoint))
+                .transaction(|conn| {
+                    upsert_sqlite(conn, rows)?;
+                    commit_position!(sqlite_schema, conn, group, position)
+                })
                 .context("cannot write anomalies and offsets to SQLite"),
+        }
+    }
+
+    /// Stores `bytes`, the state of `partition` of `topic` for consumer `group` as of offset
+    /// `at`. The caller stores it only once a position at or beyond `at` is committed: a
+    /// restored state never holds records the store has not seen. Like offsets, the state never
+    /// moves back: a stale writer's older state changes nothing.
+    pub fn save_state(
+        &mut self,
+        group: &str,
+        source_topic: &str,
+        partition: i32,
+        at: u64,
+        bytes: &[u8],
+    ) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(conn) => save_state!(
+                postgres_schema,
+                conn,
+                group,
+                source_topic,
+                partition,
+                at,
+                bytes
+            )
+            .context("cannot write the detector state to PostgreSQL"),
+            Self::Sqlite(conn) => save_state!(
+                sqlite_schema,
+                conn,
+                group,
+                source_topic,
+                partition,
+                at,
+                bytes
+            )
+            .context("cannot write the detector state to SQLite"),
         }
     }
 
@@ -104,10 +204,12 @@ impl Store {
             .map(|(partition, next, replay)| {
                 let next_offset = to_u64(next);
                 Checkpoint {
-                    topic: source_topic.to_string(),
-                    partition,
-                    next_offset,
-                    replay_from: replay.map_or(next_offset, to_u64).min(next_offset),
+                    position: Position {
+                        topic: source_topic.to_string(),
+                        partition,
+                        next_offset,
+                        replay_from: replay.map_or(next_offset, to_u64).min(next_offset),
+                    },
                     state: states
                         .iter()
                         .find(|(p, _, _)| *p == partition)
@@ -116,69 +218,4 @@ impl Store {
             })
             .collect())
     }
-}
-
-/// The statements of [`Store::commit`], the same for both backends (diesel's tables are per
-/// backend): the offsets, then the state when there is one, neither moving back.
-macro_rules! commit_checkpoint {
-    ($schema:ident, $conn:expr, $group:expr, $checkpoint:expr) => {{
-        let (group, checkpoint): (&str, &Checkpoint) = ($group, $checkpoint);
-        {
-            use $schema::stream_offsets::dsl::*;
-            let upsert = diesel::insert_into(stream_offsets)
-                .values((
-                    consumer_group.eq(group),
-                    topic.eq(&checkpoint.topic),
-                    partition_id.eq(checkpoint.partition),
-                    next_offset.eq(to_i64(checkpoint.next_offset)),
-                    replay_from.eq(Some(to_i64(checkpoint.replay_from))),
-                ))
-                .on_conflict((consumer_group, topic, partition_id))
-                .do_update()
-                .set((
-                    next_offset.eq(excluded(next_offset)),
-                    replay_from.eq(excluded(replay_from)),
-                ));
-            FilterDsl::filter(upsert, next_offset.le(excluded(next_offset))).execute($conn)?;
-        }
-        if let Some((at, bytes)) = &checkpoint.state {
-            use $schema::stream_state::dsl::*;
-            let upsert = diesel::insert_into(stream_state)
-                .values((
-                    consumer_group.eq(group),
-                    topic.eq(&checkpoint.topic),
-                    partition_id.eq(checkpoint.partition),
-                    state_offset.eq(to_i64(*at)),
-                    state.eq(bytes),
-                ))
-                .on_conflict((consumer_group, topic, partition_id))
-                .do_update()
-                .set((
-                    state_offset.eq(excluded(state_offset)),
-                    state.eq(excluded(state)),
-                ));
-            FilterDsl::filter(upsert, state_offset.le(excluded(state_offset))).execute($conn)?;
-        }
-        QueryResult::Ok(())
-    }};
-}
-
-fn commit_postgres(
-    conn: &mut PgConnection,
-    group: &str,
-    rows: &[AnomalyRow],
-    checkpoint: &Checkpoint,
-) -> QueryResult<()> {
-    upsert_postgres(conn, rows)?;
-    commit_checkpoint!(postgres_schema, conn, group, checkpoint)
-}
-
-fn commit_sqlite(
-    conn: &mut SqliteConnection,
-    group: &str,
-    rows: &[AnomalyRow],
-    checkpoint: &Checkpoint,
-) -> QueryResult<()> {
-    upsert_sqlite(conn, rows)?;
-    commit_checkpoint!(sqlite_schema, conn, group, checkpoint)
 }

@@ -5,9 +5,10 @@
 //! opens and updated when it closes, and replaying the same input never duplicates a row. An
 //! update never takes an event back to an earlier end (a late, stale write changes nothing).
 //!
-//! Beside the events, the detector stores where it stands in each source partition, and its
-//! state there, in the same transaction ([`Checkpoint`], exactly-once), and each consumer group's
-//! model versions, one of them current (`models`).
+//! Beside the events, the detector stores where it stands in each source partition, in the
+//! same transaction ([`Position`], exactly-once), and its state there, in a transaction of its
+//! own once that position is stored ([`Checkpoint`]); and each consumer group's model
+//! versions, one of them current (`models`).
 
 mod checkpoint;
 mod models;
@@ -16,7 +17,7 @@ mod redact;
 pub mod sqlite_schema;
 pub mod writer;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, Position};
 pub use redact::redact_url;
 use redact::scrub_password;
 pub use writer::StoreWriter;

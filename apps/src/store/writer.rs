@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{AnomalyRow, Checkpoint, Store, redact_url};
+use super::{AnomalyRow, Checkpoint, Position, Store, redact_url};
 use crate::telemetry::Health;
 
 /// The `/health` component a store problem is reported under.
@@ -44,6 +44,12 @@ impl StoreWriter {
         }
     }
 
+    /// A writer to the same store on a connection of its own, reporting to the same `/health`:
+    /// for writes that must not queue behind this one's.
+    pub fn another(&self) -> Self {
+        Self::new(self.url.clone(), self.health.clone())
+    }
+
     /// Connects now (applying migrations), so that a misconfigured store shows at start; on
     /// failure the error is returned and later writes keep trying.
     pub async fn connect(&self) -> anyhow::Result<()> {
@@ -60,14 +66,33 @@ impl StoreWriter {
         .await
     }
 
-    /// Writes `rows` and `checkpoint` of `group` in one transaction (see [`Store::commit`]),
+    /// Writes `rows` and `position` of `group` in one transaction (see [`Store::commit`]),
     /// retrying until the store takes them.
-    pub async fn commit(&self, group: &str, rows: Vec<AnomalyRow>, checkpoint: Checkpoint) {
+    pub async fn commit(&self, group: &str, rows: Vec<AnomalyRow>, position: Position) {
         let (group, rows) = (Arc::<str>::from(group), Arc::new(rows));
-        let checkpoint = Arc::new(checkpoint);
+        let position = Arc::new(position);
         self.retry(
             "cannot write anomaly events and offsets; consumption waits",
-            move |store| store.commit(&group, &rows, &checkpoint),
+            move |store| store.commit(&group, &rows, &position),
+        )
+        .await
+    }
+
+    /// Stores a partition's state as of offset `at` (see [`Store::save_state`]), retrying until
+    /// the store takes it.
+    pub async fn save_state(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        at: u64,
+        bytes: Vec<u8>,
+    ) {
+        let (group, topic) = (Arc::<str>::from(group), Arc::<str>::from(topic));
+        let bytes = Arc::new(bytes);
+        self.retry(
+            "cannot write the detector state; a restart would replay more",
+            move |store| store.save_state(&group, &topic, partition, at, &bytes),
         )
         .await
     }
