@@ -39,6 +39,8 @@ enum Command {
     /// Create the samples, anomalies and dead-letter topics on a broker that does not create
     /// topics on first use.
     Topics(cmd::topics::TopicsArgs),
+    /// List the stored anomaly events, newest first: a table, or JSON lines with --json.
+    Events(cmd::events::EventsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +55,6 @@ fn main() -> anyhow::Result<()> {
         Command::Replay(args) => cmd::replay::run(args),
         Command::Detect(args) => cmd::detect::run(args),
         Command::Topics(args) => cmd::topics::run(args),
+        Command::Events(args) => cmd::events::run(args),
     }
 }

@@ -174,6 +174,21 @@ fn stress_ng_on_one_or_two_cores_opens_an_event_within_five_seconds_and_idle_min
             "{event:?}"
         );
     }
+    // What an operator types to see them: both events, newest first, from the same database.
+    let listed = Command::new(bin)
+        .args(["events", "--since", "1h", "--host", &host, "--database-url"])
+        .arg(&database_url)
+        .output()
+        .expect("run anomaly events");
+    assert!(listed.status.success(), "{listed:?}");
+    let table = String::from_utf8_lossy(&listed.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("START"), "{table}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(host.as_str())).count(),
+        events.len(),
+        "one line per stored event:\n{table}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

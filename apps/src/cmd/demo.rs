@@ -113,7 +113,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         args.detector_listen,
         state_dir.join("anomalies.db").display()
     );
-    println!("  once it detects, try `stress-ng --cpu 1 --timeout 30s` in another terminal.");
+    println!(
+        "  once it detects, try `stress-ng --cpu 1 --timeout 30s` in another terminal, then\n  `anomaly events --since 1h --database-url {}`.",
+        state_dir.join("anomalies.db").display()
+    );
 
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -123,6 +126,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         interval: args.interval,
         host: None,
         brokers: Some(brokers.clone()),
+        kafka: Default::default(),
         topic: "metrics".to_string(),
         format: SampleFormat::Json,
         listen: args.collector_listen,
@@ -168,7 +172,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         max_sample_age: Duration::from_millis(limits.max_age_ms.unsigned_abs()),
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         idle_host_timeout: Duration::from_secs(3600),
-        kafka_options: Vec::new(),
+        kafka: Default::default(),
     };
     let detector_listener = TcpListener::bind(args.detector_listen)
         .await

@@ -9,6 +9,7 @@ pub mod collect;
 pub mod demo;
 pub mod detect;
 pub mod eval;
+pub mod events;
 pub mod replay;
 pub mod topics;
 pub mod train;

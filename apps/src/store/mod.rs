@@ -11,6 +11,7 @@
 //! versions, one of them current (`models`).
 
 mod checkpoint;
+mod listing;
 mod models;
 pub mod postgres_schema;
 mod redact;
@@ -18,6 +19,7 @@ pub mod sqlite_schema;
 pub mod writer;
 
 pub use checkpoint::{Checkpoint, Position};
+pub use listing::EventFilter;
 pub use redact::redact_url;
 use redact::scrub_password;
 pub use writer::StoreWriter;
@@ -64,6 +66,8 @@ pub struct AnomalyRow {
     pub top_metrics: serde_json::Value,
     /// Version of the model that found the event.
     pub model_version: String,
+    /// Whether the event has ended (a later write never reopens it).
+    pub closed: bool,
 }
 
 /// The SQLite form of [`AnomalyRow`]: JSON as text.
@@ -79,6 +83,7 @@ struct SqliteAnomalyRow {
     severity: String,
     top_metrics: String,
     model_version: String,
+    closed: bool,
 }
 
 impl From<&Anomaly> for AnomalyRow {
@@ -97,6 +102,7 @@ impl From<&Anomaly> for AnomalyRow {
             severity: a.severity.as_str().to_string(),
             top_metrics: serde_json::to_value(&a.top_metrics).unwrap_or(serde_json::Value::Null),
             model_version: a.model_version.clone(),
+            closed: a.closed,
         }
     }
 }
@@ -182,41 +188,11 @@ impl Store {
         }
     }
 
-    /// Every stored event, oldest window first.
+    /// Every stored event, oldest window first (see [`list_events`](Self::list_events)).
     pub fn events(&mut self) -> anyhow::Result<Vec<AnomalyRow>> {
-        match self {
-            Self::Postgres(conn) => {
-                use postgres_schema::anomalies::dsl::*;
-                anomalies
-                    .select(AnomalyRow::as_select())
-                    .order((window_start, host))
-                    .load(conn)
-                    .context("cannot read anomalies")
-            }
-            Self::Sqlite(conn) => {
-                use sqlite_schema::anomalies::dsl::*;
-                let rows: Vec<SqliteAnomalyRow> = anomalies
-                    .select(SqliteAnomalyRow::as_select())
-                    .order((window_start, host))
-                    .load(conn)
-                    .context("cannot read anomalies")?;
-                rows.into_iter()
-                    .map(|r| {
-                        Ok(AnomalyRow {
-                            top_metrics: serde_json::from_str(&r.top_metrics)
-                                .context("stored top metrics")?,
-                            host: r.host,
-                            window_start: r.window_start,
-                            window_end: r.window_end,
-                            score: r.score,
-                            threshold: r.threshold,
-                            severity: r.severity,
-                            model_version: r.model_version,
-                        })
-                    })
-                    .collect()
-            }
-        }
+        let mut rows = self.list_events(&EventFilter::default())?;
+        rows.reverse();
+        Ok(rows)
     }
 }
 
@@ -233,6 +209,8 @@ fn upsert_postgres(conn: &mut PgConnection, rows: &[AnomalyRow]) -> QueryResult<
                 score.eq(excluded(score)),
                 severity.eq(excluded(severity)),
                 top_metrics.eq(excluded(top_metrics)),
+                // Once ended, an event stays ended.
+                closed.eq(closed.or(excluded(closed))),
             ));
         // A write abandoned on a hanging server may land after a newer one: it must not take
         // the event back to an earlier state.
@@ -254,6 +232,7 @@ fn upsert_sqlite(conn: &mut SqliteConnection, rows: &[AnomalyRow]) -> QueryResul
             severity: row.severity.clone(),
             top_metrics: row.top_metrics.to_string(),
             model_version: row.model_version.clone(),
+            closed: row.closed,
         };
         let upsert = diesel::insert_into(anomalies)
             .values(&row)
@@ -264,6 +243,8 @@ fn upsert_sqlite(conn: &mut SqliteConnection, rows: &[AnomalyRow]) -> QueryResul
                 score.eq(excluded(score)),
                 severity.eq(excluded(severity)),
                 top_metrics.eq(excluded(top_metrics)),
+                // Once ended, an event stays ended.
+                closed.eq(closed.or(excluded(closed))),
             ));
         FilterDsl::filter(upsert, window_end.le(excluded(window_end))).execute(conn)?;
     }

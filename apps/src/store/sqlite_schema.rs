@@ -23,6 +23,8 @@ diesel::table! {
         model_version -> Text,
         /// When the row was written.
         detected_at -> Text,
+        /// Whether the event has ended.
+        closed -> Bool,
     }
 }
 

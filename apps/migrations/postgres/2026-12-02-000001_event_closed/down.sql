@@ -1,0 +1,1 @@
+ALTER TABLE anomalies DROP COLUMN closed;

@@ -1,0 +1,2 @@
+-- Mirrors migrations/postgres: whether the event has ended.
+ALTER TABLE anomalies ADD COLUMN closed BOOLEAN NOT NULL DEFAULT 0;
