@@ -15,6 +15,7 @@ pub mod cmd;
 pub mod collect;
 pub mod config_file;
 pub mod detect;
+pub mod kafka_options;
 pub mod progress;
 pub mod store;
 pub mod telemetry;

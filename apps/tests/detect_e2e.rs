@@ -81,7 +81,7 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
         max_sample_age: Duration::from_millis(limits.max_age_ms.unsigned_abs()),
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         idle_host_timeout: Duration::from_secs(3600),
-        kafka_options: Vec::new(),
+        kafka: Default::default(),
     };
     // Stop once every sample is consumed, or after 60 s at the latest.
     let seen = Arc::new(Mutex::new(0u64));

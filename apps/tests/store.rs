@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use anomaly_apps::detect::group_model::newer_model;
-use anomaly_apps::store::{AnomalyRow, Checkpoint, Position, Store};
+use anomaly_apps::store::{AnomalyRow, Checkpoint, EventFilter, Position, Store};
 use anomaly_model::{Model, ModelPackage};
 use chrono::{TimeZone, Utc};
 use diesel::RunQueryDsl;
@@ -24,6 +24,7 @@ fn sample_row(host: &str, minute: u32) -> AnomalyRow {
         severity: "critical".to_string(),
         top_metrics: serde_json::json!([{"metric": "cpu_busy", "share": 0.8}]),
         model_version: "v1-test".to_string(),
+        closed: false,
     }
 }
 
@@ -97,6 +98,87 @@ fn checkpoints_round_trip_and_never_move_back(store: &mut Store) {
             .is_empty()
     );
     assert!(store.events().unwrap().iter().any(|r| r.host == "db-1"));
+}
+
+/// Lists events newest first, narrowed by each filter; an ended event is never reopened by a
+/// late write of its open state.
+fn listing_filters_and_an_ended_event_stays_ended(store: &mut Store) {
+    let mut ended = sample_row("api-1", 20);
+    ended.severity = "warning".to_string();
+    ended.closed = true;
+    let open = sample_row("api-2", 30);
+    store.upsert(&[ended.clone(), open.clone()]).unwrap();
+    // The open state of the ended event, landing late with the same end.
+    store
+        .upsert(&[AnomalyRow {
+            closed: false,
+            ..ended.clone()
+        }])
+        .unwrap();
+    let list = |store: &mut Store, filter: EventFilter| -> Vec<(String, bool)> {
+        store
+            .list_events(&filter)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.host.starts_with("api-"))
+            .map(|r| (r.host, r.closed))
+            .collect()
+    };
+    let all = list(store, EventFilter::default());
+    assert_eq!(
+        all,
+        vec![("api-2".to_string(), false), ("api-1".to_string(), true)]
+    );
+    let only = |host: &str, closed| vec![(host.to_string(), closed)];
+    assert_eq!(
+        list(
+            store,
+            EventFilter {
+                open_only: true,
+                ..EventFilter::default()
+            }
+        ),
+        only("api-2", false)
+    );
+    assert_eq!(
+        list(
+            store,
+            EventFilter {
+                severity: Some("warning".to_string()),
+                ..EventFilter::default()
+            }
+        ),
+        only("api-1", true)
+    );
+    assert_eq!(
+        list(
+            store,
+            EventFilter {
+                host: Some("api-1".to_string()),
+                ..EventFilter::default()
+            }
+        ),
+        only("api-1", true)
+    );
+    // Still running at 10:30 or later: only the event whose last window ends at 10:31.
+    assert_eq!(
+        list(
+            store,
+            EventFilter {
+                since: Some(open.window_start),
+                ..EventFilter::default()
+            }
+        ),
+        only("api-2", false)
+    );
+    let newest = store
+        .list_events(&EventFilter {
+            limit: Some(1),
+            ..EventFilter::default()
+        })
+        .unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].host, "api-2");
 }
 
 /// A PCA model of the reference host, trained on its steps from `from`: each call a new version.
@@ -210,6 +292,7 @@ fn postgres_migrates_round_trips_and_never_duplicates_an_event() {
     // Opening again applies no migration twice and keeps the rows.
     let mut again = Store::open(&url).expect("reopen");
     assert_eq!(again.events().unwrap().len(), 3);
+    listing_filters_and_an_ended_event_stays_ended(&mut store);
 
     // The training lease: one holder per group, released when its connection closes (as when
     // its process dies).
@@ -230,6 +313,35 @@ fn postgres_migrates_round_trips_and_never_duplicates_an_event() {
     }
 }
 
+/// A cluster that serves TLS with a certificate of a private CA: `sslmode=verify-full` with that
+/// CA connects (and the store works over it); without the CA, or with another one, it is
+/// refused, and no error shows the password.
+#[test]
+fn postgres_over_tls_with_verify_full_trusts_only_the_given_ca() {
+    let postgres = support::postgres::PrivatePostgres::start_with_tls();
+    let url = |params: &str| format!("{}?sslmode=verify-full{params}", postgres.url());
+    let ca = postgres.tls_file("ca.pem");
+    let mut store = Store::open(&url(&format!("&sslrootcert={}", ca.display())))
+        .expect("verify-full with the cluster's CA");
+    store.upsert(&[sample_row("tls-1", 3)]).unwrap();
+    assert_eq!(store.events().unwrap()[0].host, "tls-1");
+
+    let other_ca = postgres.tls_file("other-ca.pem");
+    for (what, params) in [
+        ("no CA", "&sslrootcert=/nonexistent/ca.pem".to_string()),
+        ("another CA", format!("&sslrootcert={}", other_ca.display())),
+    ] {
+        let refused = match Store::open(&url(&params)) {
+            Ok(_) => panic!("{what}: connected without trusting the server's certificate"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            !refused.contains(support::postgres::PASSWORD),
+            "{what}: {refused}"
+        );
+    }
+}
+
 #[test]
 fn sqlite_migrates_round_trips_and_never_duplicates_an_event() {
     let path = std::env::temp_dir().join(format!("{}.db", support::unique_name("anomaly_store")));
@@ -237,6 +349,7 @@ fn sqlite_migrates_round_trips_and_never_duplicates_an_event() {
     assert!(matches!(store, Store::Sqlite(_)));
     round_trip_and_upsert(&mut store);
     checkpoints_round_trip_and_never_move_back(&mut store);
+    listing_filters_and_an_ended_event_stays_ended(&mut store);
     group_models_switch_atomically_and_refuse_a_damaged_version(&mut store);
     drop(store);
     std::fs::remove_file(&path).unwrap();

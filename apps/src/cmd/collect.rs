@@ -20,6 +20,7 @@ use crate::collect::{
     Collector, Delivery, DeliveryConfig, DeliveryReport, ProcSource, SampleFormat, Step,
     metric_names,
 };
+use crate::kafka_options::KafkaOptions;
 use crate::telemetry;
 
 /// Arguments of `anomaly collect`.
@@ -35,6 +36,9 @@ pub struct CollectArgs {
     /// Kafka bootstrap servers (`host:port,...`). Without them the collector only serves /metrics.
     #[arg(long, env = "ANOMALY_BROKERS")]
     pub brokers: Option<String>,
+    /// librdkafka properties for the producer.
+    #[command(flatten)]
+    pub kafka: KafkaOptions,
     /// Topic the samples are produced to.
     #[arg(long, env = "ANOMALY_METRICS_TOPIC", default_value = "metrics")]
     pub topic: String,
@@ -116,6 +120,7 @@ pub async fn run_until(
                 host: host.clone(),
                 format: args.format,
                 capacity: args.buffer,
+                options: args.kafka.clone(),
             })?;
             let (stop, stopped) = watch::channel(false);
             let task = tokio::spawn(delivery.run(stopped, args.flush_timeout));

@@ -27,6 +27,7 @@ use crate::detect::group_model::{Followed, GroupModelFollower};
 use crate::detect::metric_names;
 use crate::detect::sink::{DetectorCounters, DetectorSink};
 use crate::detect::trainer::GroupTrainer;
+use crate::kafka_options::KafkaOptions;
 use crate::store::StoreWriter;
 use crate::telemetry;
 
@@ -124,13 +125,9 @@ pub struct DetectArgs {
     /// scoring state and score gauge go, and an event still open on them closes; 0 never.
     #[arg(long, env = "ANOMALY_IDLE_HOST_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
     pub idle_host_timeout: Duration,
-    /// A librdkafka property for the detector's stream consumer and producer, as `KEY=VALUE`;
-    /// repeatable. For example `session.timeout.ms=6000` (a crashed instance's partitions move
-    /// sooner) or `group.instance.id=detector-1` (static membership, where the broker supports
-    /// it: a restarted instance gets its partitions back without waiting for the session
-    /// timeout).
-    #[arg(long = "kafka-option", value_parser = parse_kafka_option)]
-    pub kafka_options: Vec<(String, String)>,
+    /// librdkafka properties for the detector's consumer and producers.
+    #[command(flatten)]
+    pub kafka: KafkaOptions,
 }
 
 /// Far more than a host sample needs (about 130 bytes of JSON), far less than a runaway
@@ -273,13 +270,17 @@ pub async fn run_until(
         );
         DetectorLifecycle::baseline(MetricSchema::host(), rule, plan, trainer)
     };
-    let producer = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        // An unreachable broker or a missing topic must surface as an error within seconds, not
-        // stall the detector for librdkafka's default five minutes.
-        .set("message.timeout.ms", "30000")
+    let producer = args
+        .kafka
+        .apply(
+            ClientConfig::new()
+                .set("bootstrap.servers", &args.brokers)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                // An unreachable broker or a missing topic must surface as an error within
+                // seconds, not stall the detector for librdkafka's default five minutes.
+                .set("message.timeout.ms", "30000"),
+        )
         .create()
         .context("cannot create the anomalies producer")?;
     let sink = DetectorSink::new(
@@ -305,7 +306,7 @@ pub async fn run_until(
         // state): under a backlog, fewer and larger ones. A quiet fleet's batches still go every
         // commit interval (200 ms), so latency does not wait for a batch to fill.
         .sink_batch(4096);
-    for (key, value) in &args.kafka_options {
+    for (key, value) in args.kafka.pairs() {
         runtime = runtime.set(key, value);
     }
     let running = runtime.build()?.start()?;
@@ -391,16 +392,6 @@ fn topology(
         })
         .to_transactional("detector", sink);
     Ok(builder.build()?)
-}
-
-/// Parses a `--kafka-option` (`KEY=VALUE`, neither empty).
-fn parse_kafka_option(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() && !value.is_empty() => {
-            Ok((key.trim().to_string(), value.to_string()))
-        }
-        _ => Err(format!("{text:?} is not KEY=VALUE")),
-    }
 }
 
 /// At most the first 64 characters of `name`, for messages about names that may be huge.

@@ -12,6 +12,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::collect::SampleFormat;
+use crate::kafka_options::KafkaOptions;
 
 /// Arguments of `anomaly replay`.
 #[derive(Debug, Clone, clap::Args)]
@@ -19,6 +20,9 @@ pub struct ReplayArgs {
     /// Kafka bootstrap servers (`host:port,...`).
     #[arg(long, env = "ANOMALY_BROKERS")]
     pub brokers: String,
+    /// librdkafka properties for the producer.
+    #[command(flatten)]
+    pub kafka: KafkaOptions,
     /// Topic to publish to (keyed by host).
     #[arg(long, env = "ANOMALY_METRICS_TOPIC", default_value = "metrics")]
     pub topic: String,
@@ -76,11 +80,15 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let source = Source::new(&args)?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
+    let producer: FutureProducer = args
+        .kafka
+        .apply(
+            ClientConfig::new()
+                .set("bootstrap.servers", &args.brokers)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "5"),
+        )
         .create()
         .context("cannot create the producer")?;
     let codec = args.format.codec();

@@ -9,12 +9,17 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::kafka_options::KafkaOptions;
+
 /// Arguments of `anomaly topics`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TopicsArgs {
     /// Kafka bootstrap servers (`host:port,...`).
     #[arg(long, env = "ANOMALY_BROKERS")]
     pub brokers: String,
+    /// librdkafka properties for the admin client.
+    #[command(flatten)]
+    pub kafka: KafkaOptions,
     /// Partitions of each new topic: the most detector instances (or cores) that can share it.
     #[arg(long, default_value = "3")]
     pub partitions: i32,
@@ -34,6 +39,7 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
     let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
     let created = runtime.block_on(create(
         &args.brokers,
+        &args.kafka,
         &topics,
         args.partitions,
         args.replication,
@@ -52,12 +58,13 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
 /// Creates those of `topics` that do not exist yet, with `partitions` each, and returns their names.
 pub async fn create(
     brokers: &str,
+    options: &KafkaOptions,
     topics: &[&str],
     partitions: i32,
     replication: i32,
 ) -> anyhow::Result<Vec<String>> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let admin: AdminClient<DefaultClientContext> = options
+        .apply(ClientConfig::new().set("bootstrap.servers", brokers))
         .create()
         .context("cannot create the admin client")?;
     let new: Vec<NewTopic> = topics

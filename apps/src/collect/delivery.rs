@@ -29,6 +29,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::metric_names as names;
+use crate::kafka_options::KafkaOptions;
 
 /// How long librdkafka tries to deliver one send before reporting it failed.
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,25 +165,31 @@ pub struct DeliveryConfig {
     pub format: SampleFormat,
     /// Most samples buffered while the broker is unreachable.
     pub capacity: usize,
+    /// librdkafka properties set after the producer's own.
+    pub options: KafkaOptions,
 }
 
 impl Delivery {
     /// Creates the producer (no connection is made yet) and the buffer; returns the delivery task's
     /// state and the sampling loop's [`Outbox`].
     pub fn new(config: &DeliveryConfig) -> anyhow::Result<(Self, Outbox)> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", format!("anomaly-collect-{}", config.host))
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set(
-                "message.timeout.ms",
-                MESSAGE_TIMEOUT.as_millis().to_string(),
+        let producer = config
+            .options
+            .apply(
+                ClientConfig::new()
+                    .set("bootstrap.servers", &config.brokers)
+                    .set("client.id", format!("anomaly-collect-{}", config.host))
+                    .set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    .set(
+                        "message.timeout.ms",
+                        MESSAGE_TIMEOUT.as_millis().to_string(),
+                    )
+                    .set("linger.ms", "5")
+                    // Come back quickly after an outage: the buffer is waiting.
+                    .set("reconnect.backoff.ms", "100")
+                    .set("reconnect.backoff.max.ms", "1000"),
             )
-            .set("linger.ms", "5")
-            // Come back quickly after an outage: the buffer is waiting.
-            .set("reconnect.backoff.ms", "100")
-            .set("reconnect.backoff.max.ms", "1000")
             .create_with_context(QuietContext)
             .with_context(|| format!("cannot create a Kafka producer for {}", config.brokers))?;
         let labels = [(names::HOST, config.host.clone())];

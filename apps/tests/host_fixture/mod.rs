@@ -172,6 +172,7 @@ impl FakeHost {
             interval,
             host: Some(host.to_string()),
             brokers: None,
+            kafka: Default::default(),
             topic: "metrics".to_string(),
             format: SampleFormat::Json,
             listen: "127.0.0.1:0".parse().unwrap(),

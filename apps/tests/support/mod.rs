@@ -20,7 +20,7 @@ pub fn kafka_brokers() -> String {
 /// Creates `topics` with `partitions` each on the real broker at `brokers`; fails loudly when no
 /// broker answers.
 pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
-    anomaly_apps::cmd::topics::create(brokers, topics, partitions, 1)
+    anomaly_apps::cmd::topics::create(brokers, &Default::default(), topics, partitions, 1)
         .await
         .unwrap_or_else(|e| {
             panic!("a Kafka broker must run at {brokers} (scripts/services start): {e:#}")

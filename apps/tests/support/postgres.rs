@@ -16,6 +16,113 @@ pub struct PrivatePostgres {
 
 impl PrivatePostgres {
     pub fn start() -> Self {
+        let cluster = Self::init();
+        cluster.ctl("start");
+        cluster
+    }
+
+    /// A cluster serving TLS with a certificate for 127.0.0.1 signed by a CA of its own
+    /// ([`tls_file`](Self::tls_file) `ca.pem`; `other-ca.pem` is a CA it does not use).
+    pub fn start_with_tls() -> Self {
+        let cluster = Self::init();
+        let tls = cluster.dir.join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .output()
+                .expect("openssl (package openssl) must be installed");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let self_signed = |name: &str| {
+            let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &key,
+                "-out",
+                &cert,
+            ]);
+        };
+        self_signed("ca");
+        self_signed("other-ca");
+        std::fs::write(tls.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        // The server reads them as its own user, and refuses a key others can read.
+        for file in ["server.pem", "server.key"] {
+            std::fs::copy(tls.join(file), cluster.data().join(file)).unwrap();
+        }
+        let data = cluster.data();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "chown postgres:postgres {d}/server.pem {d}/server.key && chmod 600 {d}/server.key",
+                d = data.display()
+            ))
+            .status()
+            .expect("chown");
+        assert!(status.success(), "hand the certificate to postgres");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(cluster.data().join("postgresql.conf"))
+            .unwrap();
+        use std::io::Write;
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'"
+        )
+        .unwrap();
+        cluster.ctl("start");
+        cluster
+    }
+
+    /// A file of [`start_with_tls`](Self::start_with_tls)'s certificates.
+    pub fn tls_file(&self, name: &str) -> PathBuf {
+        self.dir.join("tls").join(name)
+    }
+
+    fn init() -> Self {
         let dir = std::env::temp_dir().join(super::unique_name("pg_outage"));
         std::fs::create_dir_all(&dir).unwrap();
         let status = Command::new("chown")
@@ -40,7 +147,6 @@ impl PrivatePostgres {
             bindir.trim(),
             cluster.data().display()
         ));
-        cluster.ctl("start");
         cluster
     }
 
