@@ -142,7 +142,7 @@ impl StoreWriter {
     }
 
     /// One operation on the current connection (made first if there is none), bounded by
-    /// [`WRITE_TIMEOUT`], not retried; a failed connection is dropped, a hung one abandoned.
+    /// the write timeout (10 s), not retried; a failed connection is dropped, a hung one abandoned.
     pub async fn attempt<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut Store) -> anyhow::Result<T> + Send + 'static,
