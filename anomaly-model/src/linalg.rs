@@ -3,7 +3,7 @@
 
 /// Eigenvalues (descending) and their unit eigenvectors (`vectors[i]` belongs to `values[i]`) of
 /// the symmetric `n` x `n` row-major matrix `a`.
-pub fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+pub(crate) fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
     let mut v = vec![0.0; n * n];
     for i in 0..n {
         v[i * n + i] = 1.0;
@@ -56,7 +56,7 @@ pub fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
 }
 
 /// Column means and the covariance matrix (row-major, `p` x `p`) of `rows` of width `p`.
-pub fn mean_and_covariance(rows: &[f32], p: usize) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn mean_and_covariance(rows: &[f32], p: usize) -> (Vec<f64>, Vec<f64>) {
     let n = rows.len() / p;
     let mut mean = vec![0.0f64; p];
     for row in rows.chunks_exact(p) {

@@ -155,7 +155,7 @@ pub(crate) struct Cx<'a> {
 
 impl Cx<'_> {
     /// Routes the current source record to the dead-letter topic because of `error`.
-    pub fn dead_letter(&mut self, error: &Error) {
+    pub(crate) fn dead_letter(&mut self, error: &Error) {
         let Some(dlq) = self.dead_letter_topic else {
             if self.failure.is_none() {
                 *self.failure = Some(Error::Undeliverable {
@@ -512,7 +512,7 @@ pub(crate) struct PartitionTask {
 impl PartitionTask {
     /// Runs one source record; returns its outputs (empty while replaying) or the error that
     /// must stop the runtime.
-    pub fn process(&mut self, offset: u64, raw: RawRef<'_>) -> Result<&mut Vec<Emitted>> {
+    pub(crate) fn process(&mut self, offset: u64, raw: RawRef<'_>) -> Result<&mut Vec<Emitted>> {
         self.out.clear();
         let mut cx = Cx {
             topic: &self.topic,
@@ -546,25 +546,25 @@ impl PartitionTask {
 
     /// Items for the transactional sink from records below the suppression offset, kept for its
     /// [`replay`](crate::TransactionalSink::replay) since the last call.
-    pub fn take_replayed(&mut self) -> Vec<Item> {
+    pub(crate) fn take_replayed(&mut self) -> Vec<Item> {
         std::mem::take(&mut self.replayed)
     }
 
     /// How many replayed items [`take_replayed`](Self::take_replayed) would hand over.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub fn replayed_len(&self) -> usize {
+    pub(crate) fn replayed_len(&self) -> usize {
         self.replayed.len()
     }
 
     /// Offsets below this are replayed, their outputs suppressed.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub fn suppress_below(&self) -> u64 {
+    pub(crate) fn suppress_below(&self) -> u64 {
         self.suppress_below
     }
 
     /// Tells the operators the wall-clock time (idle closing); `last_offset` is the last
     /// processed offset, which the outputs are attributed to.
-    pub fn tick(&mut self, now_ms: i64, last_offset: u64) -> Result<&mut Vec<Emitted>> {
+    pub(crate) fn tick(&mut self, now_ms: i64, last_offset: u64) -> Result<&mut Vec<Emitted>> {
         self.out.clear();
         let mut cx = Cx {
             topic: &self.topic,
@@ -583,17 +583,17 @@ impl PartitionTask {
     }
 
     /// Smallest offset the operators' state still needs.
-    pub fn min_retained(&self) -> Option<u64> {
+    pub(crate) fn min_retained(&self) -> Option<u64> {
         self.entry.min_retained()
     }
 
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub fn topic(&self) -> &Arc<str> {
+    pub(crate) fn topic(&self) -> &Arc<str> {
         &self.topic
     }
 
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub fn partition(&self) -> i32 {
+    pub(crate) fn partition(&self) -> i32 {
         self.partition
     }
 }

@@ -6,7 +6,7 @@ use anomaly_core::dataset::Series;
 
 /// `rows` samples of the seven host metrics: CPU and load follow a daily-like wave, memory drifts,
 /// disk and network follow CPU, all with deterministic noise.
-pub fn host_rows(rows: usize) -> Series {
+pub(crate) fn host_rows(rows: usize) -> Series {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut noise = move || {
         state ^= state << 13;
@@ -33,6 +33,6 @@ pub fn host_rows(rows: usize) -> Series {
 }
 
 /// The collector's schema.
-pub fn schema() -> MetricSchema {
+pub(crate) fn schema() -> MetricSchema {
     MetricSchema::host()
 }

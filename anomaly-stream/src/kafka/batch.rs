@@ -29,7 +29,13 @@ pub(crate) struct RecordBatch {
 
 impl RecordBatch {
     /// Appends a record, copying its key and value.
-    pub fn push(&mut self, offset: u64, key: Option<&[u8]>, value: &[u8], timestamp_ms: i64) {
+    pub(super) fn push(
+        &mut self,
+        offset: u64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp_ms: i64,
+    ) {
         let key = key.map(|k| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(k);
@@ -46,17 +52,17 @@ impl RecordBatch {
     }
 
     /// Records held.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Offset of the first record, if any.
-    pub fn first_offset(&self) -> Option<u64> {
+    pub(super) fn first_offset(&self) -> Option<u64> {
         self.entries.first().map(|e| e.offset)
     }
 
     /// Each record's offset and bytes, in order.
-    pub fn records(&self) -> impl Iterator<Item = (u64, RawRef<'_>)> {
+    pub(super) fn records(&self) -> impl Iterator<Item = (u64, RawRef<'_>)> {
         self.entries.iter().map(|e| {
             let slice = |(start, len): (usize, usize)| &self.bytes[start..start + len];
             (
@@ -71,7 +77,7 @@ impl RecordBatch {
     }
 
     /// Forgets every record, keeping the buffers' capacity.
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.bytes.clear();
         self.entries.clear();
     }
@@ -92,7 +98,7 @@ const KEEP_BYTES: usize = 1 << 20;
 
 impl BatchPool {
     /// A pool keeping at most `limit` spare batches.
-    pub fn new(limit: usize) -> Self {
+    pub(super) fn new(limit: usize) -> Self {
         Self {
             spare: Arc::new(Mutex::new(Vec::with_capacity(limit))),
             limit,
@@ -100,12 +106,12 @@ impl BatchPool {
     }
 
     /// An empty batch: a spare one if there is one.
-    pub fn take(&self) -> RecordBatch {
+    pub(super) fn take(&self) -> RecordBatch {
         self.lock().pop().unwrap_or_default()
     }
 
     /// Gives an emptied batch back for reuse.
-    pub fn give(&self, mut batch: RecordBatch) {
+    pub(super) fn give(&self, mut batch: RecordBatch) {
         if batch.bytes.capacity() > KEEP_BYTES {
             return;
         }

@@ -96,12 +96,12 @@ pub(crate) struct Settings {
 impl Settings {
     /// Records per batch handed to a worker: at most `poll_batch`, and at most half the queue so
     /// a small queue still holds two batches.
-    pub fn batch_records(&self) -> usize {
+    pub(crate) fn batch_records(&self) -> usize {
         self.poll_batch.min(self.queue_capacity / 2).max(1)
     }
 
     /// Batches a worker's queue holds: `queue_capacity` records in all.
-    pub fn queued_batches(&self) -> usize {
+    pub(crate) fn queued_batches(&self) -> usize {
         (self.queue_capacity / self.batch_records()).max(1)
     }
 }

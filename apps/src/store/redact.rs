@@ -26,7 +26,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// `text` (a database client's message about `url`) with every password of `url` replaced by
 /// `***`, as written in the URL and percent-decoded.
-pub fn scrub_password(text: &str, url: &str) -> String {
+pub(super) fn scrub_password(text: &str, url: &str) -> String {
     let mut secrets: Vec<String> = Vec::new();
     if let Some(range) = userinfo_password(url) {
         secrets.push(url[range].to_string());

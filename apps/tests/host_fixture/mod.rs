@@ -13,7 +13,7 @@ use anomaly_apps::collect::SampleFormat;
 
 /// Every counter the fixture files carry.
 #[derive(Debug, Clone)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub user: u64,
     pub system: u64,
     pub idle: u64,
@@ -54,7 +54,7 @@ impl Default for Counters {
 impl Counters {
     /// One step of activity: 100 CPU ticks of which 40 busy, 8 sectors (4 KiB) read and 16 (8 KiB)
     /// written on sda, 1000 B received and 500 B sent on eth0; noise on sda1, loop0 and lo.
-    pub fn advance(&mut self) {
+    pub(crate) fn advance(&mut self) {
         self.user += 30;
         self.system += 10;
         self.idle += 55;
@@ -72,13 +72,13 @@ impl Counters {
 }
 
 /// A fixture host under the system's temporary folder, removed on drop.
-pub struct FakeHost {
+pub(crate) struct FakeHost {
     root: PathBuf,
     counters: Mutex<Counters>,
 }
 
 impl FakeHost {
-    pub fn new(name: &str) -> Arc<Self> {
+    pub(crate) fn new(name: &str) -> Arc<Self> {
         let root = std::env::temp_dir().join(crate::support::unique_name(name));
         for dir in [
             "proc/net",
@@ -97,27 +97,27 @@ impl FakeHost {
         host
     }
 
-    pub fn proc_root(&self) -> PathBuf {
+    pub(crate) fn proc_root(&self) -> PathBuf {
         self.root.join("proc")
     }
 
-    pub fn sys_root(&self) -> PathBuf {
+    pub(crate) fn sys_root(&self) -> PathBuf {
         self.root.join("sys")
     }
 
     /// Changes the counters and rewrites the files.
-    pub fn update(&self, change: impl FnOnce(&mut Counters)) {
+    pub(crate) fn update(&self, change: impl FnOnce(&mut Counters)) {
         change(&mut self.counters.lock().unwrap());
         self.write();
     }
 
-    pub fn remove(&self, proc_file: &str) {
+    pub(crate) fn remove(&self, proc_file: &str) {
         std::fs::remove_file(self.proc_root().join(proc_file)).unwrap();
     }
 
     /// Rewrites every file from the current counters, each atomically (write, then rename), so a
     /// concurrent reader never sees half a file.
-    pub fn write(&self) {
+    pub(crate) fn write(&self) {
         let c = self.counters.lock().unwrap().clone();
         let disk = |major: u32, minor: u32, name: &str, (read, written): (u64, u64)| {
             format!(
@@ -167,7 +167,7 @@ impl FakeHost {
     }
 
     /// Collector arguments reading this host, sampling every `interval`, without Kafka.
-    pub fn args(&self, host: &str, interval: Duration) -> CollectArgs {
+    pub(crate) fn args(&self, host: &str, interval: Duration) -> CollectArgs {
         CollectArgs {
             interval,
             host: Some(host.to_string()),
@@ -184,7 +184,7 @@ impl FakeHost {
     }
 
     /// Advances the counters every `every` from a background thread until the returned guard drops.
-    pub fn keep_busy(self: &Arc<Self>, every: Duration) -> Activity {
+    pub(crate) fn keep_busy(self: &Arc<Self>, every: Duration) -> Activity {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let host = self.clone();
@@ -210,7 +210,7 @@ impl Drop for FakeHost {
 }
 
 /// Stops the background activity of [`FakeHost::keep_busy`] when dropped.
-pub struct Activity {
+pub(crate) struct Activity {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -232,7 +232,7 @@ fn write_atomically(path: &Path, text: &str) {
 
 /// The value of the series `name{host="<host>"...}` in Prometheus text, if present. `extra` is
 /// matched against the rest of the label set (e.g. `reason="counter_reset"`).
-pub fn series_value(text: &str, name: &str, host: &str, extra: &str) -> Option<f64> {
+pub(crate) fn series_value(text: &str, name: &str, host: &str, extra: &str) -> Option<f64> {
     let prefix = format!("{name}{{host=\"{host}\"");
     text.lines()
         .filter(|line| line.starts_with(&prefix))
@@ -242,7 +242,7 @@ pub fn series_value(text: &str, name: &str, host: &str, extra: &str) -> Option<f
 }
 
 /// A blocking HTTP/1.1 GET; returns the status code and the body.
-pub fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream

@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: where the real services are, and fresh namespaces on them.
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
-pub mod postgres;
+pub(crate) mod postgres;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 
 /// Kafka bootstrap servers of the real broker (`scripts/services start` runs one on 127.0.0.1:9092).
-pub fn kafka_brokers() -> String {
+pub(crate) fn kafka_brokers() -> String {
     std::env::var("ANOMALY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
 }
 
 /// Creates `topics` with `partitions` each on the real broker at `brokers`; fails loudly when no
 /// broker answers.
-pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
+pub(crate) async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
     anomaly_apps::cmd::topics::create(brokers, &Default::default(), topics, partitions, 1)
         .await
         .unwrap_or_else(|e| {
@@ -30,7 +30,7 @@ pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
 /// Trains the PCA baseline on 3,000 steps of the cyclic reference host
 /// ([`anomaly_core::synthetic::cyclic_host_row`]) and saves it in `dir`, for tests that need a
 /// detector with a model from the start.
-pub fn save_reference_model(dir: &std::path::Path) {
+pub(crate) fn save_reference_model(dir: &std::path::Path) {
     let rows: Vec<[f64; 7]> = (0..3000)
         .map(anomaly_core::synthetic::cyclic_host_row)
         .collect();
@@ -47,13 +47,13 @@ pub fn save_reference_model(dir: &std::path::Path) {
 }
 
 /// Base URL of the real PostgreSQL server, without a database name.
-pub fn postgres_base_url() -> String {
+pub(crate) fn postgres_base_url() -> String {
     std::env::var("ANOMALY_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
 }
 
 /// A name no other test (or earlier run) has used: tests share one broker and one server.
-pub fn unique_name(prefix: &str) -> String {
+pub(crate) fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -68,12 +68,12 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// A fresh database for one test, dropped when the guard goes; `create` also returns its URL.
-pub struct ScratchDatabase {
+pub(crate) struct ScratchDatabase {
     name: String,
 }
 
 impl ScratchDatabase {
-    pub fn create() -> (Self, String) {
+    pub(crate) fn create() -> (Self, String) {
         let base = postgres_base_url();
         let mut admin = PgConnection::establish(&format!("{base}/postgres")).unwrap_or_else(|e| {
             panic!("PostgreSQL must run at {base} (scripts/services start): {e}")
@@ -100,7 +100,7 @@ impl Drop for ScratchDatabase {
 }
 
 /// A child process, killed when the guard goes, however the test ends.
-pub struct Running(pub Child);
+pub(crate) struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -110,7 +110,7 @@ impl Drop for Running {
 }
 
 /// Starts `program` with `args`, its stdout and stderr going to `output`.
-pub fn spawn(program: &str, args: &[&str], output: impl Fn() -> Stdio) -> Running {
+pub(crate) fn spawn(program: &str, args: &[&str], output: impl Fn() -> Stdio) -> Running {
     Running(
         Command::new(program)
             .args(args)
@@ -123,7 +123,7 @@ pub fn spawn(program: &str, args: &[&str], output: impl Fn() -> Stdio) -> Runnin
 
 /// Opens `path` for appending on each call: the stdout and stderr of a child process started by
 /// [`spawn`], so its whole log is there however often it is restarted.
-pub fn log_file(path: &std::path::Path) -> impl Fn() -> Stdio + '_ {
+pub(crate) fn log_file(path: &std::path::Path) -> impl Fn() -> Stdio + '_ {
     move || {
         std::fs::File::options()
             .create(true)
@@ -135,7 +135,7 @@ pub fn log_file(path: &std::path::Path) -> impl Fn() -> Stdio + '_ {
 }
 
 /// A local TCP port free right now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -148,7 +148,7 @@ pub fn free_port() -> u16 {
 /// idempotent batch's sequence against a stale copy of its producer state when other clients
 /// produce at the same moment, and answers OutOfOrderSequenceNumber, which is fatal to an
 /// idempotent librdkafka producer: a test's input must not depend on that race.
-pub fn ordered_producer(brokers: &str) -> rdkafka::producer::FutureProducer {
+pub(crate) fn ordered_producer(brokers: &str) -> rdkafka::producer::FutureProducer {
     rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "false")
@@ -159,7 +159,7 @@ pub fn ordered_producer(brokers: &str) -> rdkafka::producer::FutureProducer {
 }
 
 /// The status line's code of `GET /health` on `port`.
-pub fn health(port: u16) -> (u16, String) {
+pub(crate) fn health(port: u16) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the detector's HTTP port");
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -175,12 +175,17 @@ pub fn health(port: u16) -> (u16, String) {
 }
 
 /// What a child process wrote to its log file so far (nothing if there is none yet).
-pub fn log_of(path: &Path) -> String {
+pub(crate) fn log_of(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// Waits until `done`, failing after `limit` with what happened and the child processes' `logs`.
-pub fn wait_for(what: &str, limit: Duration, logs: &[&Path], mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for(
+    what: &str,
+    limit: Duration,
+    logs: &[&Path],
+    mut done: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + limit;
     while !done() {
         if Instant::now() > deadline {

@@ -6,16 +6,16 @@ use std::process::{Command, Stdio};
 
 /// The password in [`PrivatePostgres::url`] (the cluster trusts every local connection, so any
 /// would do): no log line or error may show it.
-pub const PASSWORD: &str = "never-print-me";
+pub(crate) const PASSWORD: &str = "never-print-me";
 
 /// A PostgreSQL cluster of this test's own, stopped and removed when dropped.
-pub struct PrivatePostgres {
+pub(crate) struct PrivatePostgres {
     dir: PathBuf,
     port: u16,
 }
 
 impl PrivatePostgres {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let cluster = Self::init();
         cluster.ctl("start");
         cluster
@@ -23,7 +23,7 @@ impl PrivatePostgres {
 
     /// A cluster serving TLS with a certificate for 127.0.0.1 signed by a CA of its own
     /// ([`tls_file`](Self::tls_file) `ca.pem`; `other-ca.pem` is a CA it does not use).
-    pub fn start_with_tls() -> Self {
+    pub(crate) fn start_with_tls() -> Self {
         let cluster = Self::init();
         let tls = cluster.dir.join("tls");
         std::fs::create_dir_all(&tls).unwrap();
@@ -118,7 +118,7 @@ impl PrivatePostgres {
     }
 
     /// A file of [`start_with_tls`](Self::start_with_tls)'s certificates.
-    pub fn tls_file(&self, name: &str) -> PathBuf {
+    pub(crate) fn tls_file(&self, name: &str) -> PathBuf {
         self.dir.join("tls").join(name)
     }
 
@@ -150,11 +150,11 @@ impl PrivatePostgres {
         cluster
     }
 
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!(
             "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres",
             self.port
@@ -162,7 +162,7 @@ impl PrivatePostgres {
     }
 
     /// `pg_ctl start` (waiting until it accepts connections) or `pg_ctl stop -m immediate`.
-    pub fn ctl(&self, action: &str) {
+    pub(crate) fn ctl(&self, action: &str) {
         let bindir = String::from_utf8(
             Command::new("pg_config")
                 .arg("--bindir")
@@ -192,7 +192,7 @@ impl PrivatePostgres {
 
     /// Sends `signal` (`STOP` or `CONT`) to the server and every backend it forked; false when
     /// the server is not running.
-    pub fn signal_all(&self, signal: &str) -> bool {
+    pub(crate) fn signal_all(&self, signal: &str) -> bool {
         let Some(postmaster) = std::fs::read_to_string(self.data().join("postmaster.pid"))
             .ok()
             .and_then(|pid_file| pid_file.lines().next().map(|pid| pid.trim().to_string()))
