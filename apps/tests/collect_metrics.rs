@@ -98,6 +98,38 @@ fn collector_steps_set_the_documented_series() {
         1.0
     );
     assert_eq!(value(names::SKIPPED_SAMPLES_TOTAL, "reason=\"clock\""), 0.0);
+    // The kernel's own byte counters, per device, as node_exporter exports them: whole disks and
+    // real interfaces only.
+    let mut kernel = ((0, 0), (0, 0));
+    fake.update(|c| kernel = (c.sda, c.eth0));
+    let ((sda_read, sda_written), (eth0_rx, eth0_tx)) = kernel;
+    let device = |name: &str, device: &str| value(name, &format!("device=\"{device}\""));
+    assert_eq!(
+        device(names::DISK_READ_BYTES_TOTAL, "sda"),
+        (sda_read * 512) as f64
+    );
+    assert_eq!(
+        device(names::DISK_WRITTEN_BYTES_TOTAL, "sda"),
+        (sda_written * 512) as f64
+    );
+    // eth0 restarted from (1000, 10) mid-way: its series carries on from the 987,654,321 B
+    // received (123,456,789 B sent) at the baseline plus the 2,000 (1,000) before the restart,
+    // never going down, and adds everything the restarted counter holds.
+    assert_eq!(
+        device(names::NETWORK_RECEIVE_BYTES_TOTAL, "eth0"),
+        (987_654_321 + 2_000 + eth0_rx) as f64
+    );
+    assert_eq!(
+        device(names::NETWORK_TRANSMIT_BYTES_TOTAL, "eth0"),
+        (123_456_789 + 1_000 + eth0_tx) as f64
+    );
+    for ignored in ["sda1", "loop0", "lo"] {
+        assert!(
+            !text.contains(&format!("device=\"{ignored}\"")),
+            "{ignored} is exported:\n{text}"
+        );
+    }
+    assert!(text.contains(&format!("# TYPE {} counter", names::DISK_READ_BYTES_TOTAL)));
     assert!(
         text.contains(&format!("# HELP {} CPU busy time", names::CPU_BUSY_RATIO)),
         "descriptions missing:\n{text}"

@@ -208,6 +208,88 @@ fn prometheus_scrapes_the_ports_the_apps_listen_on() {
     }
 }
 
+/// Every defined metric with the kind its documentation gives it (`Counter`, `Gauge`,
+/// `Histogram`: the first word of the `///` block above its `pub const`).
+fn defined_metric_kinds() -> Vec<(String, String)> {
+    let mut kinds = Vec::new();
+    for rel in METRIC_SOURCES {
+        let source = read(rel);
+        let lines: Vec<&str> = source.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(rest) = line.strip_prefix("pub const ") else {
+                continue;
+            };
+            // The value may sit on the next line (rustfmt wraps long ones).
+            let declaration = format!("{rest} {}", lines.get(i + 1).unwrap_or(&""));
+            let Some(name) = declaration
+                .split('"')
+                .nth(1)
+                .filter(|v| v.starts_with("anomaly_"))
+            else {
+                continue;
+            };
+            let doc_start = lines[..i]
+                .iter()
+                .rposition(|l| !l.starts_with("///"))
+                .map_or(0, |p| p + 1);
+            let kind = lines
+                .get(doc_start)
+                .and_then(|l| l.strip_prefix("/// "))
+                .and_then(|l| l.split([':', ',']).next())
+                .unwrap_or_else(|| panic!("{rel}: {name} has no documentation"));
+            kinds.push((name.to_string(), kind.to_string()));
+        }
+    }
+    kinds
+}
+
+/// node_exporter's naming rules: counters and only counters end in `_total`, ratios are gauges,
+/// histograms measure seconds or bytes, and every unit is a base unit.
+#[test]
+fn metric_names_follow_node_exporter_conventions() {
+    let kinds = defined_metric_kinds();
+    assert_eq!(
+        kinds.len(),
+        defined_metric_names().len(),
+        "a metric name whose kind could not be read: {kinds:?}"
+    );
+    for (name, kind) in &kinds {
+        assert!(
+            ["Counter", "Gauge", "Histogram"].contains(&kind.as_str()),
+            "{name}: its documentation must start with Counter, Gauge or Histogram, not {kind:?}"
+        );
+        assert_eq!(
+            name.ends_with("_total"),
+            kind == "Counter",
+            "{name} ({kind}): `_total` is for counters, and every counter has it"
+        );
+        if name.ends_with("_ratio") {
+            assert_eq!(kind, "Gauge", "{name}: a ratio is a gauge in 0..1");
+        }
+        if kind == "Histogram" {
+            assert!(
+                name.ends_with("_seconds") || name.ends_with("_bytes"),
+                "{name}: a histogram of seconds or bytes"
+            );
+        }
+        for unit in [
+            "_ms",
+            "_milliseconds",
+            "_percent",
+            "_kb",
+            "_kilobytes",
+            "_mb",
+            "_minutes",
+            "_hours",
+        ] {
+            assert!(
+                !name.ends_with(unit) && !name.contains(&format!("{unit}_")),
+                "{name}: `{unit}` is not a base unit (seconds, bytes, ratio)"
+            );
+        }
+    }
+}
+
 #[test]
 fn alert_rules_use_only_exported_metrics() {
     let defined = defined_metric_names();

@@ -1,5 +1,6 @@
 //! One sampling step of the collector: snapshot in, Prometheus series updated, sample out.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anomaly_core::Sample;
@@ -60,6 +61,98 @@ impl HostGauges {
     }
 }
 
+/// The kernel's cumulative byte counters of each disk and interface, exported as counters
+/// (`rate()` in Prometheus then loses no traffic between scrapes). A kernel counter that restarts
+/// (a driver reloaded) continues the exported one from where it was, since the exporter's
+/// counters never go down. Handles are kept for the devices of the latest snapshot only, at most
+/// [`MAX_DEVICES`](names::MAX_DEVICES) of each kind.
+struct DeviceCounters {
+    host: String,
+    disks: BTreeMap<String, [KernelCounter; 2]>,
+    interfaces: BTreeMap<String, [KernelCounter; 2]>,
+}
+
+/// An exported counter following one kernel counter.
+struct KernelCounter {
+    exported: Counter,
+    /// The kernel's value at the last step.
+    last: u64,
+}
+
+impl KernelCounter {
+    fn new(name: &'static str, host: &str, device: &str, value: u64) -> Self {
+        let exported =
+            counter!(name, names::HOST => host.to_string(), names::DEVICE => device.to_string());
+        exported.absolute(value);
+        Self {
+            exported,
+            last: value,
+        }
+    }
+
+    fn follow(&mut self, value: u64) {
+        // Below the last value, the kernel's counter restarted from zero: all of it is new.
+        let delta = value.checked_sub(self.last).unwrap_or(value);
+        self.exported.increment(delta);
+        self.last = value;
+    }
+}
+
+impl DeviceCounters {
+    fn record(&mut self, snapshot: &HostSnapshot) {
+        let host = self.host.as_str();
+        follow(
+            &mut self.disks,
+            snapshot
+                .disks
+                .iter()
+                .map(|(d, io)| (d, [io.read_bytes, io.written_bytes])),
+            [
+                names::DISK_READ_BYTES_TOTAL,
+                names::DISK_WRITTEN_BYTES_TOTAL,
+            ],
+            host,
+        );
+        follow(
+            &mut self.interfaces,
+            snapshot
+                .interfaces
+                .iter()
+                .map(|(d, io)| (d, [io.rx_bytes, io.tx_bytes])),
+            [
+                names::NETWORK_RECEIVE_BYTES_TOTAL,
+                names::NETWORK_TRANSMIT_BYTES_TOTAL,
+            ],
+            host,
+        );
+    }
+}
+
+/// Updates `counters` to the `current` devices' values (at most
+/// [`MAX_DEVICES`](names::MAX_DEVICES)), forgetting devices that are gone.
+fn follow<'a>(
+    counters: &mut BTreeMap<String, [KernelCounter; 2]>,
+    current: impl Iterator<Item = (&'a String, [u64; 2])>,
+    series: [&'static str; 2],
+    host: &str,
+) {
+    let current: BTreeMap<&String, [u64; 2]> = current.take(names::MAX_DEVICES).collect();
+    counters.retain(|device, _| current.contains_key(device));
+    for (device, values) in current {
+        match counters.get_mut(device) {
+            Some(pair) => {
+                for (counter, value) in pair.iter_mut().zip(values) {
+                    counter.follow(value);
+                }
+            }
+            None => {
+                let pair = [0, 1].map(|i| KernelCounter::new(series[i], host, device, values[i]));
+                counters.insert(device.clone(), pair);
+            }
+        }
+    }
+}
+
 /// The sampler of one host and its Prometheus series.
 ///
 /// Series handles are taken from the recorder installed when the collector is created: install the
@@ -68,6 +161,7 @@ pub struct Collector {
     host: String,
     sampler: HostSampler,
     gauges: HostGauges,
+    devices: DeviceCounters,
     samples: Counter,
     last_read_error: Option<String>,
 }
@@ -94,6 +188,11 @@ impl Collector {
         samples.increment(0);
         Self {
             gauges: HostGauges::new(&host),
+            devices: DeviceCounters {
+                host: host.clone(),
+                disks: BTreeMap::new(),
+                interfaces: BTreeMap::new(),
+            },
             samples,
             sampler: HostSampler::new(),
             host,
@@ -131,6 +230,7 @@ impl Collector {
                 return self.skipped(names::REASON_READ_ERROR);
             }
         };
+        self.devices.record(&snapshot);
         match self.sampler.observe(at, snapshot) {
             Observation::Baseline => Step::Baseline,
             Observation::Sample(values) => {

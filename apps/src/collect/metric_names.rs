@@ -9,8 +9,14 @@
 
 use metrics::{Unit, describe_counter, describe_gauge};
 
+/// Most devices of each kind (disks, interfaces) exported per collector: a host with thousands of
+/// short-lived virtual interfaces must not grow the series without bound.
+pub const MAX_DEVICES: usize = 64;
+
 /// Label on every series: the host the collector samples (`--host`).
 pub const HOST: &str = "host";
+/// Label of the per-device counters: the disk or network interface.
+pub const DEVICE: &str = "device";
 /// Label of [`SKIPPED_SAMPLES_TOTAL`]: why a step produced no sample.
 pub const REASON: &str = "reason";
 
@@ -29,6 +35,17 @@ pub const NETWORK_RECEIVE_BYTES_PER_SECOND: &str = "anomaly_host_network_receive
 /// Gauge: bytes transmitted per second on non-loopback interfaces over the last step.
 pub const NETWORK_TRANSMIT_BYTES_PER_SECOND: &str =
     "anomaly_host_network_transmit_bytes_per_second";
+
+/// Counter, per `device`: bytes read from a whole physical disk since boot (the kernel's own
+/// counter, so `rate()` loses no traffic between scrapes; as node_exporter's
+/// `node_disk_read_bytes_total`).
+pub const DISK_READ_BYTES_TOTAL: &str = "anomaly_host_disk_read_bytes_total";
+/// Counter, per `device`: bytes written to a whole physical disk since boot.
+pub const DISK_WRITTEN_BYTES_TOTAL: &str = "anomaly_host_disk_written_bytes_total";
+/// Counter, per `device`: bytes received on a non-loopback interface since boot.
+pub const NETWORK_RECEIVE_BYTES_TOTAL: &str = "anomaly_host_network_receive_bytes_total";
+/// Counter, per `device`: bytes transmitted on a non-loopback interface since boot.
+pub const NETWORK_TRANSMIT_BYTES_TOTAL: &str = "anomaly_host_network_transmit_bytes_total";
 
 /// Counter: samples produced (each is served here and, with `--brokers`, queued for Kafka).
 pub const SAMPLES_TOTAL: &str = "anomaly_collector_samples_total";
@@ -78,6 +95,26 @@ pub fn describe() {
         NETWORK_TRANSMIT_BYTES_PER_SECOND,
         Unit::Bytes,
         "Bytes transmitted per second on all interfaces but loopback."
+    );
+    describe_counter!(
+        DISK_READ_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes read from the whole physical disk since boot."
+    );
+    describe_counter!(
+        DISK_WRITTEN_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes written to the whole physical disk since boot."
+    );
+    describe_counter!(
+        NETWORK_RECEIVE_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes received on the interface since boot."
+    );
+    describe_counter!(
+        NETWORK_TRANSMIT_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes transmitted on the interface since boot."
     );
     describe_counter!(SAMPLES_TOTAL, Unit::Count, "Host samples produced.");
     describe_counter!(
