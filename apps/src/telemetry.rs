@@ -39,8 +39,8 @@ pub fn init_tracing(format: LogFormat) {
 /// Bucket bounds of every histogram (all measure seconds): from a record's processing (tens of
 /// microseconds) to an event's delivery during an outage (a minute).
 pub const SECONDS_BUCKETS: [f64; 19] = [
-    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// The process-wide Prometheus recorder, installed as the `metrics` crate's global recorder on the
