@@ -47,9 +47,15 @@ pub enum Error {
     /// mixed with other sinks, ...). Raised when it is built, never per record.
     #[error("invalid topology: {0}")]
     Topology(String),
-    /// The Kafka client reported an error (configuration, connection, produce or commit).
+    /// The Kafka runtime could not go on (a setting missing, no tokio runtime, its poll thread
+    /// gone, a fatal client error it was told of).
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The Kafka client failed (configuration, connection, subscription, produce or commit);
+    /// the client's error is the source.
+    #[cfg(feature = "kafka")]
+    #[error("the Kafka client failed")]
+    KafkaClient(#[from] rdkafka::error::KafkaError),
     /// A sink failed to write or acknowledge outputs; the runtime stops rather than commit past
     /// them.
     #[error("sink {sink}: {message}")]
@@ -58,6 +64,16 @@ pub enum Error {
         sink: String,
         /// What went wrong.
         message: String,
+    },
+    /// A sink's own work failed with an error of its own, kept as the source.
+    #[error("sink {sink}: {context}")]
+    SinkFailed {
+        /// The sink's name.
+        sink: String,
+        /// What the sink was doing.
+        context: String,
+        /// The error it met.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A record could not be processed and there is no dead-letter topic to send it to.
     #[error(
@@ -114,3 +130,31 @@ impl Error {
 
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Errors of the layers below stay reachable as sources, not flattened into text.
+    #[test]
+    fn wrapped_errors_keep_their_source() {
+        let io = std::io::Error::other("disk full");
+        let failed = Error::SinkFailed {
+            sink: "store".into(),
+            context: "writing events".into(),
+            source: Box::new(io),
+        };
+        assert_eq!(failed.to_string(), "sink store: writing events");
+        let source = std::error::Error::source(&failed).expect("a source");
+        assert_eq!(source.to_string(), "disk full");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+
+        #[cfg(feature = "kafka")]
+        {
+            use rdkafka::error::KafkaError;
+            let client = Error::from(KafkaError::Subscription("no such topic".into()));
+            let source = std::error::Error::source(&client).expect("a source");
+            assert!(source.downcast_ref::<KafkaError>().is_some());
+        }
+    }
+}

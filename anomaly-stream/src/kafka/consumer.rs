@@ -22,10 +22,6 @@ use crate::metrics as m;
 use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
 use crate::topology::Topology;
 
-fn kafka(e: KafkaError) -> Error {
-    Error::Kafka(e.to_string())
-}
-
 /// One assigned partition as the poll thread sees it.
 struct Slot {
     worker: WorkerHandle,
@@ -91,13 +87,13 @@ impl ConsumerContext for Context {
                     self.state.shared.stats.set_fatal(&e);
                 }
                 if let Err(e) = consumer.assign(tpl) {
-                    self.state.shared.stats.set_fatal(&kafka(e));
+                    self.state.shared.stats.set_fatal(&Error::from(e));
                 }
                 // librdkafka keeps a partition's pause flag across a revoke and a new assignment,
                 // but the slot that paused it (and would resume it) is gone: a partition paused
                 // for backpressure just before a rebalance would never be fetched again.
                 if let Err(e) = consumer.resume(tpl) {
-                    self.state.shared.stats.set_fatal(&kafka(e));
+                    self.state.shared.stats.set_fatal(&Error::from(e));
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -150,13 +146,10 @@ impl PollState {
                 }
             }
         } else {
-            let committed = consumer
-                .committed_offsets(tpl.clone(), Duration::from_secs(10))
-                .map_err(kafka)?;
+            let committed = consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))?;
             let replay = self
                 .replay
-                .committed_offsets(tpl.clone(), Duration::from_secs(10))
-                .map_err(kafka)?;
+                .committed_offsets(tpl.clone(), Duration::from_secs(10))?;
             for e in committed.elements() {
                 if let Offset::Offset(o) = e.offset()
                     && o >= 0
@@ -178,8 +171,7 @@ impl PollState {
         for (topic, partition) in parts {
             let point = points.get(&(topic.clone(), partition)).copied();
             if let Some(p) = point {
-                tpl.set_partition_offset(&topic, partition, Offset::Offset(p.replay_from as i64))
-                    .map_err(kafka)?;
+                tpl.set_partition_offset(&topic, partition, Offset::Offset(p.replay_from as i64))?;
             }
             let base = point.unwrap_or(CommitPoint {
                 offset: 0,
@@ -383,7 +375,7 @@ impl PollState {
                 metrics::counter!(m::PARTITION_PAUSES, "topic" => key.0.clone()).increment(1);
             }
             Err(e) => {
-                self.shared.stats.set_fatal(&kafka(e));
+                self.shared.stats.set_fatal(&Error::from(e));
             }
         }
     }
@@ -478,7 +470,7 @@ pub(crate) fn spawn(
     if !has("linger.ms") {
         producer_config.set("linger.ms", "5");
     }
-    let producer: FutureProducer = producer_config.create().map_err(kafka)?;
+    let producer: FutureProducer = producer_config.create()?;
     let topology = Arc::new(topology);
     let sinks = spawn_sinks(&rt, &topology, &settings, &stats);
     let shared = Arc::new(Shared {
@@ -498,22 +490,17 @@ pub(crate) fn spawn(
         .clone()
         .set("group.id", format!("{group}.replay"))
         .set("statistics.interval.ms", "0")
-        .create()
-        .map_err(kafka)?;
+        .create()?;
     let state = Arc::new(PollState {
         shared,
         replay,
         rt,
         slots: Mutex::new(HashMap::new()),
     });
-    let consumer: Consumer_ = consumer_config
-        .create_with_context(Context {
-            state: Arc::clone(&state),
-        })
-        .map_err(kafka)?;
-    consumer
-        .subscribe(&topology.source_topics())
-        .map_err(kafka)?;
+    let consumer: Consumer_ = consumer_config.create_with_context(Context {
+        state: Arc::clone(&state),
+    })?;
+    consumer.subscribe(&topology.source_topics())?;
     std::thread::Builder::new()
         .name("anomaly-stream-poll".into())
         .spawn(move || poll_loop(consumer, state, settings))

@@ -418,8 +418,15 @@ impl RuntimeStats {
     pub(crate) fn set_fatal(&self, e: &Error) {
         let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if fatal.is_none() {
-            tracing::error!(error = %e, "stream runtime failing");
-            *fatal = Some(e.to_string());
+            // The whole chain: the client's own error is the source of ours.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                message = format!("{message}: {cause}");
+                source = cause.source();
+            }
+            tracing::error!(error = %message, "stream runtime failing");
+            *fatal = Some(message);
         }
     }
 }

@@ -343,7 +343,8 @@ pub async fn run_until(
                 tokio::select! {
                     polled = sink.poll() => {
                         if let Err(e) = polled {
-                            break Err(anyhow::anyhow!("{e}"));
+                            // Kept as the source: `{:#}` shows the model's error under it.
+                            break Err(anyhow::Error::new(e).context("the detector failed"));
                         }
                     }
                     _ = &mut shutdown => break Ok(()),

@@ -187,7 +187,7 @@ impl DetectorSink {
             let mut state = self.state.lock().expect("detector state lock");
             state
                 .poll_training(chrono::Utc::now().timestamp_millis(), &mut out)
-                .map_err(|e| sink_error(format!("training the baseline model failed: {e}")))?;
+                .map_err(|e| sink_error("training the baseline model failed", e))?;
             metrics::gauge!(m::BASELINE_PROGRESS_RATIO).set(match state.progress() {
                 Progress::Baseline(p) => p,
                 Progress::Training | Progress::Live => 1.0,
@@ -230,7 +230,7 @@ impl DetectorSink {
                 let mut state = self.state.lock().expect("detector state lock");
                 state
                     .adopt(*model, chrono::Utc::now().timestamp_millis(), out)
-                    .map_err(|e| sink_error(format!("cannot use the group's model: {e}")))?;
+                    .map_err(|e| sink_error("cannot use the group's model", e))?;
             }
             Ok(Followed::Nothing) => self.offer_model(follower).await,
             Ok(Followed::Same) => {}
@@ -491,10 +491,15 @@ fn record_event_latency(events: &[Anomaly]) {
     }
 }
 
-fn sink_error(message: String) -> anomaly_stream::Error {
-    anomaly_stream::Error::Sink {
+/// The detector sink's `context` failed with `source`.
+fn sink_error(
+    context: &str,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> anomaly_stream::Error {
+    anomaly_stream::Error::SinkFailed {
         sink: "detector".to_string(),
-        message,
+        context: context.to_string(),
+        source: Box::new(source),
     }
 }
 
