@@ -102,6 +102,10 @@ impl ScoreGauges {
                     let gauge = metrics::gauge!(m::SCORE, m::HOST => host.to_string());
                     gauge.set(score);
                     self.0.insert(host.to_string(), gauge);
+                    // The host's event counter exists at 0 before its first event: a counter
+                    // that first appears at 1 has no increase() in Prometheus, and the
+                    // AnomalyDetected alert would miss every host's first event.
+                    metrics::counter!(m::ANOMALIES_TOTAL, m::HOST => host.to_string()).increment(0);
                 }
             }
         }
