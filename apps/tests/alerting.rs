@@ -48,6 +48,29 @@ fn webhook(listener: TcpListener) -> Arc<Mutex<Vec<serde_json::Value>>> {
     received
 }
 
+/// The `data.result` array of a Prometheus instant query, via plain HTTP/1.0.
+fn query(port: u16, expr: &str) -> Option<Vec<serde_json::Value>> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let encoded: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    write!(
+        stream,
+        "GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let body = response.split_once("\r\n\r\n")?.1;
+    let json: serde_json::Value = serde_json::from_str(body).ok()?;
+    json["data"]["result"].as_array().cloned()
+}
+
 fn repository_file(relative: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -156,7 +179,7 @@ fn an_injected_anomaly_reaches_the_webhook_as_a_firing_alert_for_its_host() {
 
     // One host, four samples a second: 15 s of its normal, then (step 60) 30 steps of an
     // injected anomaly, then normal again.
-    let replay = Command::new(bin)
+    let mut replay = Command::new(bin)
         .args([
             "replay",
             "--synthetic",
@@ -175,12 +198,28 @@ fn an_injected_anomaly_reaches_the_webhook_as_a_firing_alert_for_its_host() {
             &topic,
         ])
         .stdout(Stdio::null())
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // Before its first event the host's event counter is already there at 0: a counter whose
+    // first sample is 1 has no increase(), and AnomalyDetected would miss the first event.
+    let counter = "anomaly_detector_anomalies_total{host=\"host-0\"}";
+    let normal_until = Instant::now() + Duration::from_secs(14);
+    let mut seen_at_zero = false;
+    while !seen_at_zero && Instant::now() < normal_until {
+        seen_at_zero = query(prometheus_port, counter)
+            .is_some_and(|r| r.first().is_some_and(|s| s["value"][1] == "0"));
+        std::thread::sleep(Duration::from_millis(250));
+    }
     assert!(
-        replay.status.success(),
+        seen_at_zero,
+        "Prometheus never saw {counter} at 0 before the injected anomaly"
+    );
+    let replayed = replay.wait_with_output().unwrap();
+    assert!(
+        replayed.status.success(),
         "replay failed (is the broker at {brokers}?): {}",
-        String::from_utf8_lossy(&replay.stderr)
+        String::from_utf8_lossy(&replayed.stderr)
     );
 
     let firing_for = |host: &str| {
