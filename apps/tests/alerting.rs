@@ -179,7 +179,7 @@ fn an_injected_anomaly_reaches_the_webhook_as_a_firing_alert_for_its_host() {
 
     // One host, four samples a second: 15 s of its normal, then (step 60) 30 steps of an
     // injected anomaly, then normal again.
-    let mut replay = Command::new(bin)
+    let replay = Command::new(bin)
         .args([
             "replay",
             "--synthetic",
