@@ -55,7 +55,7 @@ pub enum Error {
     /// the client's error is the source.
     #[cfg(feature = "kafka")]
     #[error("the Kafka client failed")]
-    KafkaClient(#[from] rdkafka::error::KafkaError),
+    KafkaClient(#[from] crate::kafka::ClientError),
     /// A sink failed to write or acknowledge outputs; the runtime stops rather than commit past
     /// them.
     #[error("sink {sink}: {message}")]
@@ -151,10 +151,10 @@ mod tests {
 
         #[cfg(feature = "kafka")]
         {
-            use rdkafka::error::KafkaError;
-            let client = Error::from(KafkaError::Subscription("no such topic".into()));
+            use crate::kafka::ClientError;
+            let client = Error::from(ClientError::Subscription("no such topic".into()));
             let source = std::error::Error::source(&client).expect("a source");
-            assert!(source.downcast_ref::<KafkaError>().is_some());
+            assert!(source.downcast_ref::<ClientError>().is_some());
         }
     }
 }
