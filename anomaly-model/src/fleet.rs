@@ -105,11 +105,6 @@ impl PartitionSnapshot {
     pub fn encode(&self) -> Result<Vec<u8>> {
         postcard::to_stdvec(self).map_err(Error::Snapshot)
     }
-
-    /// How many hosts it holds.
-    pub fn hosts(&self) -> usize {
-        self.hosts.len()
-    }
 }
 
 /// Scores samples of many hosts with one model.

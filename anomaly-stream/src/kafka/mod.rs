@@ -71,9 +71,8 @@ use crate::error::{Error, Result};
 use crate::metrics as m;
 use crate::topology::Topology;
 
-/// The Kafka client's (librdkafka's) error: the source of
-/// [`Error::KafkaClient`]. Named here so that only this module
-/// knows the client library.
+/// The Kafka client's (librdkafka's) error: the source of [`Error::KafkaClient`]. Named here so
+/// that only this module knows the client library.
 pub use rdkafka::error::KafkaError as ClientError;
 
 /// Configures a [`KafkaRuntime`].

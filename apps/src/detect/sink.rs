@@ -52,6 +52,15 @@ impl Cursor {
     }
 }
 
+/// A copy of one partition's state, to store once the position it is as of is committed.
+struct StateToSave {
+    topic: String,
+    partition: i32,
+    /// Every record below this offset is in the copy.
+    at: u64,
+    snapshot: PartitionSnapshot,
+}
+
 /// Counters the demo prints and the tests read; the same figures go to Prometheus.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct DetectorCounters {
@@ -358,7 +367,7 @@ impl DetectorSink {
     /// What to store with the events of a transaction for `source`: its next offset and where
     /// to replay from; and, when due, a copy of the partition's state as of that offset, to
     /// store once the transaction is ([`save_state`](Self::save_state)).
-    fn position(&self, source: SourceOffset) -> (Position, Option<(u64, PartitionSnapshot)>) {
+    fn position(&self, source: SourceOffset) -> (Position, Option<StateToSave>) {
         let mut cursors = self.cursors.lock().expect("cursors lock");
         // A partition the runtime did not ask about had nothing stored: its reading began at
         // the start of the topic (auto.offset.reset=earliest).
@@ -369,13 +378,18 @@ impl DetectorSink {
             && cursor
                 .stored_at
                 .is_none_or(|at| at.elapsed() >= STATE_INTERVAL);
-        let mut snapshot = None;
+        let mut to_save = None;
         if due {
             let state = self.state.lock().expect("detector state lock");
-            if let Some(copy) = state.snapshot(source.partition) {
+            if let Some(snapshot) = state.snapshot(source.partition) {
                 cursor.stored_at = Some(Instant::now());
                 cursor.saving = true;
-                snapshot = Some((source.offset, copy));
+                to_save = Some(StateToSave {
+                    topic: source.topic.clone(),
+                    partition: source.partition,
+                    at: source.offset,
+                    snapshot,
+                });
             }
         }
         let position = Position {
@@ -384,19 +398,25 @@ impl DetectorSink {
             next_offset: source.offset,
             replay_from: cursor.replay_from.min(source.offset),
         };
-        (position, snapshot)
+        (position, to_save)
     }
 
-    /// Encodes and stores `snapshot`, the state of `partition` of `topic` as of offset `at`, in
-    /// the background: the position at `at` is committed, so the state never runs ahead of the
-    /// store. Once it is stored, a restart replays from `at` on.
-    fn save_state(&self, topic: String, partition: i32, at: u64, snapshot: PartitionSnapshot) {
+    /// Encodes and stores a partition's state copy in the background: the position it is as
+    /// of is committed, so the state never runs ahead of the store. Once it is stored, a
+    /// restart replays from there on.
+    fn save_state(&self, to_save: StateToSave) {
         let (state_store, cursors, group) = (
             Arc::clone(&self.state_store),
             Arc::clone(&self.cursors),
             Arc::clone(&self.group),
         );
         tokio::spawn(async move {
+            let StateToSave {
+                topic,
+                partition,
+                at,
+                snapshot,
+            } = to_save;
             let started = Instant::now();
             let encoded = tokio::task::spawn_blocking(move || snapshot.encode()).await;
             let saved = match encoded {
@@ -528,11 +548,10 @@ impl TransactionalSink<Record<(), Sample>> for DetectorSink {
             let rows: Vec<AnomalyRow> = events.iter().map(AnomalyRow::from).collect();
             match source {
                 Some(source) => {
-                    let (position, snapshot) = self.position(source);
-                    let (topic, partition) = (position.topic.clone(), position.partition);
+                    let (position, to_save) = self.position(source);
                     self.store.commit(&self.group, rows, position).await;
-                    if let Some((at, snapshot)) = snapshot {
-                        self.save_state(topic, partition, at, snapshot);
+                    if let Some(to_save) = to_save {
+                        self.save_state(to_save);
                     }
                 }
                 None if !rows.is_empty() => self.store.upsert(rows).await,
