@@ -12,8 +12,10 @@ pub struct KafkaOptions {
     /// `session.timeout.ms=6000` (a crashed detector's partitions move sooner),
     /// `group.instance.id=detector-1` (static membership, where the broker supports it),
     /// `client.rack=eu-west-1a`, or `sasl.mechanism=PLAIN` with `sasl.username` and
-    /// `sasl.password` over `security.protocol=sasl_plaintext`. This build's librdkafka has no
-    /// TLS: `security.protocol=ssl` or `sasl_ssl` is refused when the client is created.
+    /// `sasl.password` over `security.protocol=sasl_plaintext`. TLS: `security.protocol=ssl`
+    /// with `ssl.ca.location=/path/ca.pem` (the brokers' CA; the system's CAs without it), and
+    /// `ssl.certificate.location` with `ssl.key.location` where brokers ask for a client
+    /// certificate; SASL over TLS is `security.protocol=sasl_ssl`.
     #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_kafka_option)]
     pub kafka_options: Vec<(String, String)>,
 }

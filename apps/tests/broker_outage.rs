@@ -6,76 +6,14 @@
 
 mod support;
 
-use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anomaly_core::Sample;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use support::broker::PrivateBroker;
 use support::{health, wait_for};
-
-/// A nisshi broker of this test's own; killed when dropped.
-struct PrivateBroker {
-    port: u16,
-    storage: String,
-    log: PathBuf,
-    process: Option<support::Running>,
-}
-
-impl PrivateBroker {
-    fn start(storage_url: &str, log: PathBuf) -> Self {
-        let mut broker = Self {
-            port: support::free_port(),
-            // The server's certificate names `localhost`, not the address; the log needs no TLS.
-            storage: format!("{storage_url}?sslmode=disable"),
-            log,
-            process: None,
-        };
-        broker.restart();
-        broker
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        self.process = Some(support::spawn(
-            "nisshi",
-            &[
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                &self.storage,
-                "--group-initial-rebalance-delay",
-                "0s",
-            ],
-            support::log_file(&self.log),
-        ));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the private broker did not start:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGKILL.
-    fn kill(&mut self) {
-        let mut running = self.process.take().expect("running");
-        running.0.kill().unwrap();
-        running.0.wait().unwrap();
-    }
-}
 
 #[derive(QueryableByName)]
 struct Total {
@@ -135,7 +73,11 @@ fn the_detector_waits_out_a_broker_outage_and_stores_the_event_once_it_is_back()
     let dir = std::env::temp_dir().join(support::unique_name("broker_outage"));
     std::fs::create_dir_all(&dir).unwrap();
     let (_broker_storage, storage_url) = support::ScratchDatabase::create();
-    let mut broker = PrivateBroker::start(&storage_url, dir.join("broker.log"));
+    let mut broker = PrivateBroker::start(
+        // The server's certificate names `localhost`, not the address; the log needs no TLS.
+        &format!("{storage_url}?sslmode=disable"),
+        dir.join("broker.log"),
+    );
     let brokers = broker.brokers();
     let (topic, anomalies, dead) = ("metrics", "anomalies", "metrics.dead-letter");
     let runtime = tokio::runtime::Runtime::new().unwrap();

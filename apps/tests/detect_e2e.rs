@@ -1,6 +1,9 @@
 //! The detector end to end against the real broker and the real PostgreSQL, with a pre-trained
 //! artifact: an anomaly injected into one host's replayed samples produces exactly one anomaly
-//! event with the right host and time; the other host's normal samples produce none.
+//! event with the right host and time; the other host's normal samples produce none. Then the
+//! same over TLS: a private broker that accepts only TLS, with a certificate from the test's own
+//! CA, which every Kafka client (the detector's consumer and producers, the test's) trusts through
+//! `--kafka-option`; a client that trusts another CA is refused and says why.
 
 mod support;
 
@@ -9,6 +12,7 @@ use std::time::Duration;
 
 use anomaly_apps::cmd::detect::{self, DEFAULT_MAX_RECORD_BYTES, DetectArgs};
 use anomaly_apps::collect::SampleFormat;
+use anomaly_apps::kafka_options::KafkaOptions;
 use anomaly_apps::store::Store;
 use anomaly_core::Sample;
 use anomaly_model::DetectorKind;
@@ -25,7 +29,46 @@ fn normal_row(i: usize) -> Vec<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() {
-    let brokers = support::kafka_brokers();
+    injected_anomaly_becomes_one_event(&support::kafka_brokers(), KafkaOptions::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_anomaly_becomes_one_event_and_a_client_trusting_another_ca_is_refused() {
+    let dir = std::env::temp_dir().join(support::unique_name("kafka_tls"));
+    let ca = support::tls::TestCa::create(&dir);
+    let broker = support::broker::PrivateBroker::start_with_tls(
+        &ca.file("server.pem"),
+        &ca.file("server.key"),
+        dir.join("broker.log"),
+    );
+    let brokers = broker.brokers();
+    let trusting = |ca_file: std::path::PathBuf| KafkaOptions {
+        kafka_options: vec![
+            ("security.protocol".to_string(), "ssl".to_string()),
+            ("ssl.ca.location".to_string(), ca_file.display().to_string()),
+        ],
+    };
+    let refused = async {
+        let untrusted = trusting(ca.file("other-ca.pem"));
+        let error = anomaly_apps::cmd::topics::create(&brokers, &untrusted, &["refused"], 1, 1)
+            .await
+            .expect_err("a client trusting another CA must not reach the broker");
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("certificate verify failed"),
+            "the error must say why: {message}"
+        );
+    };
+    let detected = injected_anomaly_becomes_one_event(&brokers, trusting(ca.file("ca.pem")));
+    tokio::join!(refused, detected);
+    drop(broker);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Replays two hosts, one with an injected anomaly, through the broker at `brokers` with `kafka`
+/// options on every client, and checks the one stored event.
+async fn injected_anomaly_becomes_one_event(brokers: &str, kafka: KafkaOptions) {
+    let brokers = brokers.to_string();
     let (_db, database_url) = support::ScratchDatabase::create();
     let model_dir = std::env::temp_dir().join(support::unique_name("detect_model"));
     support::save_reference_model(&model_dir);
@@ -33,9 +76,15 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
     let topic = support::unique_name("metrics");
     let anomalies_topic = support::unique_name("anomalies");
     let dead_letters = support::unique_name("dead_letters");
-    support::create_topics(&brokers, &[&topic, &anomalies_topic, &dead_letters], 3).await;
+    support::create_topics_with(
+        &brokers,
+        &kafka,
+        &[&topic, &anomalies_topic, &dead_letters],
+        3,
+    )
+    .await;
 
-    let producer: FutureProducer = support::ordered_producer(&brokers);
+    let producer: FutureProducer = support::ordered_producer_with(&brokers, &kafka);
     // Event time ends about now: the detector refuses samples far from its clock.
     let start_ms = chrono::Utc::now().timestamp_millis() - SAMPLES_PER_HOST as i64 * 1000;
     for i in 0..SAMPLES_PER_HOST {
@@ -81,7 +130,7 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
         max_sample_age: Duration::from_millis(limits.max_age_ms.unsigned_abs()),
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         idle_host_timeout: Duration::from_secs(3600),
-        kafka: Default::default(),
+        kafka,
     };
     // Stop once every sample is consumed, or after 60 s at the latest.
     let seen = Arc::new(Mutex::new(0u64));

@@ -1,7 +1,9 @@
 //! Shared helpers for the integration tests: where the real services are, and fresh namespaces on them.
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
+pub(crate) mod broker;
 pub(crate) mod postgres;
+pub(crate) mod tls;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,7 +22,17 @@ pub(crate) fn kafka_brokers() -> String {
 /// Creates `topics` with `partitions` each on the real broker at `brokers`; fails loudly when no
 /// broker answers.
 pub(crate) async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
-    anomaly_apps::cmd::topics::create(brokers, &Default::default(), topics, partitions, 1)
+    create_topics_with(brokers, &Default::default(), topics, partitions).await
+}
+
+/// [`create_topics`] with these librdkafka options (TLS, say).
+pub(crate) async fn create_topics_with(
+    brokers: &str,
+    options: &anomaly_apps::kafka_options::KafkaOptions,
+    topics: &[&str],
+    partitions: i32,
+) {
+    anomaly_apps::cmd::topics::create(brokers, options, topics, partitions, 1)
         .await
         .unwrap_or_else(|e| {
             panic!("a Kafka broker must run at {brokers} (scripts/services start): {e:#}")
@@ -149,11 +161,22 @@ pub(crate) fn free_port() -> u16 {
 /// produce at the same moment, and answers OutOfOrderSequenceNumber, which is fatal to an
 /// idempotent librdkafka producer: a test's input must not depend on that race.
 pub(crate) fn ordered_producer(brokers: &str) -> rdkafka::producer::FutureProducer {
-    rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "false")
-        .set("acks", "all")
-        .set("max.in.flight.requests.per.connection", "1")
+    ordered_producer_with(brokers, &Default::default())
+}
+
+/// [`ordered_producer`] with these librdkafka options (TLS, say).
+pub(crate) fn ordered_producer_with(
+    brokers: &str,
+    options: &anomaly_apps::kafka_options::KafkaOptions,
+) -> rdkafka::producer::FutureProducer {
+    options
+        .apply(
+            rdkafka::config::ClientConfig::new()
+                .set("bootstrap.servers", brokers)
+                .set("enable.idempotence", "false")
+                .set("acks", "all")
+                .set("max.in.flight.requests.per.connection", "1"),
+        )
         .create()
         .expect("a producer")
 }

@@ -25,73 +25,10 @@ impl PrivatePostgres {
     /// ([`tls_file`](Self::tls_file) `ca.pem`; `other-ca.pem` is a CA it does not use).
     pub(crate) fn start_with_tls() -> Self {
         let cluster = Self::init();
-        let tls = cluster.dir.join("tls");
-        std::fs::create_dir_all(&tls).unwrap();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&tls)
-                .output()
-                .expect("openssl (package openssl) must be installed");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let self_signed = |name: &str| {
-            let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={name}"),
-                "-keyout",
-                &key,
-                "-out",
-                &cert,
-            ]);
-        };
-        self_signed("ca");
-        self_signed("other-ca");
-        std::fs::write(tls.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ]);
+        let tls = super::tls::TestCa::create(&cluster.dir.join("tls"));
         // The server reads them as its own user, and refuses a key others can read.
         for file in ["server.pem", "server.key"] {
-            std::fs::copy(tls.join(file), cluster.data().join(file)).unwrap();
+            std::fs::copy(tls.file(file), cluster.data().join(file)).unwrap();
         }
         let data = cluster.data();
         let status = Command::new("sh")
