@@ -1,15 +1,20 @@
-//! Process-wide telemetry shared by the subcommands: log output, the Prometheus recorder, and a
-//! minimal HTTP endpoint serving `/metrics` and `/health`.
+//! Process-wide telemetry shared by the subcommands: log output, the Prometheus recorder, and an
+//! HTTP endpoint serving `/metrics` and `/health`.
 
 use std::future::Future;
-use std::io;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -109,23 +114,23 @@ impl Health {
 /// How long a gauge may go without an update before it leaves /metrics.
 const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Longest request head accepted, and the most time a client gets to send it and read the answer.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// The most time a client gets to send its request and read the answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `GET /metrics` (Prometheus text format from `handle`) and `GET /health` (`200 ok`, or
-/// `503` with the problems `health` reports) on `listener` until `shutdown` completes; anything
-/// else is 404 (or 405 for other methods).
+/// `503` with the problems `health` reports) on `listener` until `shutdown` completes; any other
+/// path is 404, any other method 405.
 ///
-/// A deliberately tiny HTTP/1.1 responder, one request per connection, so a scrape endpoint needs
-/// no web framework. metrics-exporter-prometheus' own listener cannot serve on a listener bound by
-/// the caller (port 0 in tests).
+/// One request per connection, each connection closed after [`CONNECTION_TIMEOUT`]: a client
+/// that sends nothing cannot hold a connection open. metrics-exporter-prometheus' own listener
+/// cannot serve on a listener bound by the caller (port 0 in tests).
 pub async fn serve_http(
     listener: TcpListener,
     handle: PrometheusHandle,
     health: Health,
     shutdown: impl Future<Output = ()>,
 ) {
+    let service = TowerToHyperService::new(router(handle, health));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -140,10 +145,12 @@ pub async fn serve_http(
                 }
             },
         };
-        let (handle, health) = (handle.clone(), health.clone());
+        let service = service.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(CONNECTION_TIMEOUT, respond(&stream, &handle, &health)).await
-            {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(error = %e, "HTTP connection failed"),
                 Err(_) => tracing::debug!("HTTP connection timed out"),
@@ -152,77 +159,105 @@ pub async fn serve_http(
     }
 }
 
-async fn respond(stream: &TcpStream, handle: &PrometheusHandle, health: &Health) -> io::Result<()> {
-    let head = read_head(stream).await?;
-    let request_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let request_line = String::from_utf8_lossy(request_line);
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            // Upkeep publishes descriptions registered since the last render.
-            handle.run_upkeep();
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                handle.render(),
-            )
-        }
-        ("GET" | "HEAD", "/health") => match health.report() {
-            None => ("200 OK", "text/plain; charset=utf-8", "ok\n".into()),
-            Some(problems) => (
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                format!("unavailable\n{problems}"),
-            ),
-        },
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found: try /metrics or /health\n".into(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET and HEAD\n".into(),
-        ),
+/// The endpoint's routes (`GET` routes answer `HEAD` too).
+fn router(handle: PrometheusHandle, health: Health) -> Router {
+    let not_found = || async {
+        (
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics or /health\n",
+        )
     };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if method != "HEAD" {
-        response.extend_from_slice(body.as_bytes());
-    }
-    write_all(stream, &response).await
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || async move {
+                // Upkeep publishes descriptions registered since the last render.
+                handle.run_upkeep();
+                (
+                    [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    handle.render(),
+                )
+            }),
+        )
+        .route(
+            "/health",
+            get(move || async move {
+                match health.report() {
+                    None => (StatusCode::OK, "ok\n".to_string()),
+                    Some(problems) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("unavailable\n{problems}"),
+                    ),
+                }
+            }),
+        )
+        .fallback(
+            get(not_found)
+                .fallback(|| async { (StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n") }),
+        )
+        .method_not_allowed_fallback(|| async {
+            (StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n")
+        })
 }
 
-/// Reads until the blank line that ends the request head, the peer closes, or the size limit.
-async fn read_head(stream: &TcpStream) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
-        stream.readable().await?;
-        match stream.try_read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(head)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn write_all(stream: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
+    /// Sends `request` to the endpoint and returns the whole answer (the server closes).
+    async fn ask(port: u16, request: &str) -> String {
+        let request = request.to_string();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer
+        })
+        .await
+        .unwrap()
     }
-    Ok(())
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_endpoint_answers_health_metrics_and_refuses_the_rest() {
+        let handle = PrometheusBuilder::new().build_recorder().handle();
+        let health = Health::default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_http(listener, handle, health.clone(), async {
+            let _ = stopped.await;
+        }));
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+
+        let ok = ask(port, &get("/health")).await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.ends_with("\r\n\r\nok\n"), "{ok}");
+        health.problem("database", "connection refused".into());
+        let down = ask(port, &get("/health")).await;
+        assert!(down.starts_with("HTTP/1.1 503"), "{down}");
+        assert!(
+            down.ends_with("unavailable\ndatabase: connection refused\n"),
+            "{down}"
+        );
+
+        let metrics = ask(port, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
+        assert!(metrics.ends_with("\r\n\r\n"), "HEAD has no body: {metrics}");
+
+        let missing = ask(port, &get("/nothing")).await;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        for path in ["/health", "/nothing"] {
+            let post = ask(
+                port,
+                &format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+            )
+            .await;
+            assert!(post.starts_with("HTTP/1.1 405"), "{path}: {post}");
+        }
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
 }
