@@ -1,9 +1,10 @@
 //! The detector end to end against the real broker and the real PostgreSQL, with a pre-trained
 //! artifact: an anomaly injected into one host's replayed samples produces exactly one anomaly
 //! event with the right host and time; the other host's normal samples produce none. Then the
-//! same over TLS: a private broker that accepts only TLS, with a certificate from the test's own
-//! CA, which every Kafka client (the detector's consumer and producers, the test's) trusts through
-//! `--kafka-option`; a client that trusts another CA is refused and says why.
+//! same over TLS with a SCRAM login: a private broker that accepts only TLS, with a certificate
+//! from the test's own CA, and only clients that log in; every Kafka client (the detector's
+//! consumer and producers, the test's) trusts that CA and logs in through `--kafka-option`. A
+//! client that trusts another CA, or gives the wrong password, is refused and says why.
 
 mod support;
 
@@ -33,34 +34,48 @@ async fn an_injected_anomaly_becomes_exactly_one_event_with_its_host_and_time() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_tls_the_anomaly_becomes_one_event_and_a_client_trusting_another_ca_is_refused() {
+async fn over_tls_with_a_scram_login_the_anomaly_becomes_one_event_and_bad_clients_are_refused() {
     let dir = std::env::temp_dir().join(support::unique_name("kafka_tls"));
     let ca = support::tls::TestCa::create(&dir);
-    let broker = support::broker::PrivateBroker::start_with_tls(
+    let broker = support::broker::PrivateBroker::start_with_tls_and_users(
         &ca.file("server.pem"),
         &ca.file("server.key"),
+        &[("detector", "s3cret")],
         dir.join("broker.log"),
     );
     let brokers = broker.brokers();
-    let trusting = |ca_file: std::path::PathBuf| KafkaOptions {
-        kafka_options: vec![
-            ("security.protocol".to_string(), "ssl".to_string()),
-            ("ssl.ca.location".to_string(), ca_file.display().to_string()),
-        ],
+    let client = |ca_file: std::path::PathBuf, password: &str| KafkaOptions {
+        kafka_options: [
+            ("security.protocol", "sasl_ssl"),
+            ("ssl.ca.location", &ca_file.display().to_string()),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "detector"),
+            ("sasl.password", password),
+        ]
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .to_vec(),
     };
-    let refused = async {
-        let untrusted = trusting(ca.file("other-ca.pem"));
-        let error = anomaly_apps::cmd::topics::create(&brokers, &untrusted, &["refused"], 1, 1)
-            .await
-            .expect_err("a client trusting another CA must not reach the broker");
-        let message = format!("{error:#}");
-        assert!(
-            message.contains("certificate verify failed"),
-            "the error must say why: {message}"
-        );
+    let refused = |options: KafkaOptions, why: &'static str| {
+        let brokers = brokers.clone();
+        async move {
+            let error = anomaly_apps::cmd::topics::create(&brokers, &options, &["refused"], 1, 1)
+                .await
+                .expect_err("a bad client must not reach the broker");
+            let message = format!("{error:#}");
+            assert!(
+                message.contains(why),
+                "the error must say why ({why}): {message}"
+            );
+        }
     };
-    let detected = injected_anomaly_becomes_one_event(&brokers, trusting(ca.file("ca.pem")));
-    tokio::join!(refused, detected);
+    tokio::join!(
+        refused(
+            client(ca.file("other-ca.pem"), "s3cret"),
+            "certificate verify failed"
+        ),
+        refused(client(ca.file("ca.pem"), "wrong"), "authentication failed"),
+        injected_anomaly_becomes_one_event(&brokers, client(ca.file("ca.pem"), "s3cret")),
+    );
     drop(broker);
     std::fs::remove_dir_all(&dir).unwrap();
 }

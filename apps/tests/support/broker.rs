@@ -2,6 +2,7 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A private nisshi broker; killed when dropped.
@@ -30,6 +31,43 @@ impl PrivateBroker {
             key.display().to_string(),
         ];
         Self::start_listening("memory://nisshi/", listener, log)
+    }
+
+    /// A broker that accepts only TLS (presenting `cert` with `key`) and only clients that log in
+    /// with SCRAM-SHA-512 as one of `users` (name, password). It keeps its log and users in SQLite
+    /// beside `log`.
+    pub(crate) fn start_with_tls_and_users(
+        cert: &Path,
+        key: &Path,
+        users: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Self {
+        // nisshi keeps SCRAM users only in durable storage and creates them only through a
+        // broker: a first start, open, creates them; the second serves with TLS and logins.
+        let mut broker = Self::start_listening("sqlite://nisshi.db", Vec::new(), log);
+        for (name, password) in users {
+            let created = Command::new("nisshi")
+                .args(["user", "create", "--broker"])
+                .arg(format!("tcp://127.0.0.1:{}", broker.port))
+                .args([name, password, "--mechanism", "scram512"])
+                .output()
+                .expect("nisshi user create");
+            assert!(
+                created.status.success(),
+                "nisshi user create {name}: {}",
+                String::from_utf8_lossy(&created.stderr)
+            );
+        }
+        broker.kill();
+        broker.listener = vec![
+            "--authentication".to_string(),
+            "--cert".to_string(),
+            cert.display().to_string(),
+            "--key".to_string(),
+            key.display().to_string(),
+        ];
+        broker.restart();
+        broker
     }
 
     fn start_listening(storage_url: &str, listener: Vec<String>, log: PathBuf) -> Self {
@@ -64,7 +102,16 @@ impl PrivateBroker {
             "0s",
         ];
         args.extend(self.listener.iter().map(String::as_str));
-        self.process = Some(super::spawn("nisshi", &args, super::log_file(&self.log)));
+        let output = super::log_file(&self.log);
+        let started = Command::new("nisshi")
+            .args(&args)
+            // Where a `sqlite://` storage keeps its file.
+            .current_dir(self.log.parent().expect("the log is in a folder"))
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .expect("cannot start nisshi (scripts/services installs it)");
+        self.process = Some(super::Running(started));
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
