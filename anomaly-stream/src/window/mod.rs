@@ -1,7 +1,8 @@
 //! Window operators: pure, synchronous state machines fed one record at a time.
 //!
 //! * [`RowWindows`]: the last `W` rows of `D` `f32` per key, every `step` rows, lent out as one
-//!   contiguous `&[f32]` of `W·D` values without allocating (the detector's hot path).
+//!   contiguous `&[f32]` of `W·D` values without allocating (the detector's hot path);
+//!   [`IndexedRowWindows`] is the same keyed by the caller's dense ids, without a hash lookup.
 //! * [`CountWindows`]: the last `size` values of any cloneable type per key, every `step` values,
 //!   as an owned [`CountWindow`].
 //! * [`TimeWindows`]: tumbling, hopping or sliding event-time windows per key, folded by an
@@ -27,6 +28,8 @@
 
 pub mod aggregate;
 pub mod count;
+pub mod indexed_rows;
+mod row_slab;
 pub mod rows;
 pub mod time;
 
@@ -34,6 +37,7 @@ pub use aggregate::{
     Aggregator, Count, FnAggregator, Max, Mean, MeanAcc, Min, Reduce, Sum, aggregate, reduce,
 };
 pub use count::{CountWindow, CountWindowSpec, CountWindows};
+pub use indexed_rows::IndexedRowWindows;
 pub use rows::{RetainedRows, RowWindow, RowWindows};
 pub use time::{
     LateRecord, MAX_DURATION_MS, MAX_WINDOWS_PER_RECORD, TimeWindowConfig, TimeWindowOutput,

@@ -12,7 +12,8 @@
 //! copies. All keys live in one slab (`Vec<f32>` plus a parallel ring of timestamps and
 //! positions) indexed by a dense slot number, so the only per-record work besides the copies is
 //! one hash lookup; nothing is allocated except when a key is first seen (and its slot is
-//! recycled after [`evict`](RowWindows::evict)).
+//! recycled after [`evict`](RowWindows::evict)). A caller that already numbers its keys densely
+//! (interned host ids) skips the hash lookup with [`IndexedRowWindows`](super::IndexedRowWindows).
 //!
 //! # Throughput
 //!
@@ -39,7 +40,8 @@ use std::hash::{BuildHasher, Hash};
 use serde::{Deserialize, Serialize};
 
 use super::count::CountWindowSpec;
-use crate::error::{Error, Result};
+use super::row_slab::RowSlab;
+use crate::error::Result;
 
 /// One emitted row window, borrowed from the operator until the next call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,23 +79,6 @@ pub struct RetainedRows {
     pub values: Vec<f32>,
 }
 
-/// Event timestamp and source position of one buffered row, kept together because they are
-/// written and read together (one cache line touched instead of two).
-#[derive(Debug, Clone, Copy, Default)]
-struct Stamp {
-    timestamp_ms: i64,
-    position: u64,
-}
-
-/// Per-key bookkeeping; the rows themselves live in the operator's slab at this slot.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    /// Ring slot (`0..W`) the next row goes to.
-    head: usize,
-    /// Rows still to come before this key's next window (`W` for a fresh key, then `step`).
-    countdown: usize,
-}
-
 /// Keyed count windows over rows of `width` `f32` values; see the [module docs](self) for layout
 /// and memory.
 ///
@@ -118,15 +103,9 @@ struct Slot {
 /// ```
 #[derive(Debug)]
 pub struct RowWindows<K, S = RandomState> {
-    spec: CountWindowSpec,
-    width: usize,
     /// Key to slot number.
     index: HashMap<K, usize, S>,
-    slots: Vec<Slot>,
-    /// `2 * W * D` values per slot.
-    values: Vec<f32>,
-    /// `W` stamps per slot, ring order (one copy suffices: they are read one at a time).
-    stamps: Vec<Stamp>,
+    slab: RowSlab,
     /// Slots of evicted keys, reused before the slab grows.
     free: Vec<usize>,
 }
@@ -143,40 +122,21 @@ impl<K: Hash + Eq, S: BuildHasher> RowWindows<K, S> {
     /// Like [`new`](RowWindows::new) with a caller-chosen hasher, e.g. a faster one when keys are
     /// trusted.
     pub fn with_hasher(spec: CountWindowSpec, width: usize, hasher: S) -> Result<Self> {
-        spec.validate()?;
-        if width == 0 {
-            return Err(Error::InvalidWindow("row width must be at least 1".into()));
-        }
-        if spec
-            .size
-            .checked_mul(width)
-            .and_then(|n| n.checked_mul(2))
-            .is_none()
-        {
-            return Err(Error::InvalidWindow(format!(
-                "a window of {} rows of {width} values is too large",
-                spec.size
-            )));
-        }
         Ok(Self {
-            spec,
-            width,
             index: HashMap::with_hasher(hasher),
-            slots: Vec::new(),
-            values: Vec::new(),
-            stamps: Vec::new(),
+            slab: RowSlab::new(spec, width)?,
             free: Vec::new(),
         })
     }
 
     /// The window shape.
     pub fn spec(&self) -> CountWindowSpec {
-        self.spec
+        self.slab.spec()
     }
 
     /// Values per row.
     pub fn width(&self) -> usize {
-        self.width
+        self.slab.width()
     }
 
     /// Appends `row` (exactly `width` values) for `key`, event time `timestamp_ms`, source
@@ -196,76 +156,30 @@ impl<K: Hash + Eq, S: BuildHasher> RowWindows<K, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let (w, d) = (self.spec.size, self.width);
-        if row.len() != d {
-            return Err(Error::RowWidth {
-                expected: d,
-                actual: row.len(),
-            });
-        }
+        self.slab.check_width(row)?;
         let slot = match self.index.get(key) {
             Some(&slot) => slot,
             None => self.allocate(key.to_owned()),
         };
-        let meta = &mut self.slots[slot];
-        let head = meta.head;
-        let ring = &mut self.values[slot * 2 * w * d..(slot + 1) * 2 * w * d];
-        // One loop writing both copies: for a few floats this beats two `memcpy` calls.
-        let (low, high) = ring.split_at_mut(w * d);
-        let row_range = head * d..(head + 1) * d;
-        for ((a, b), &x) in low[row_range.clone()]
-            .iter_mut()
-            .zip(&mut high[row_range])
-            .zip(row)
-        {
-            *a = x;
-            *b = x;
-        }
-        self.stamps[slot * w + head] = Stamp {
-            timestamp_ms,
-            position,
-        };
-        meta.head = if head + 1 == w { 0 } else { head + 1 };
-        meta.countdown -= 1;
-        if meta.countdown > 0 {
-            return Ok(None);
-        }
-        meta.countdown = self.spec.step;
-        // The countdown only reaches 0 once W rows are in, so the oldest is the next head.
-        let oldest = meta.head;
-        let first = self.stamps[slot * w + oldest];
-        Ok(Some(RowWindow {
-            key,
-            values: &ring[oldest * d..(oldest + w) * d],
-            width: d,
-            start_timestamp_ms: first.timestamp_ms,
-            end_timestamp_ms: timestamp_ms,
-            first_position: first.position,
-            last_position: position,
-        }))
+        let width = self.slab.width();
+        Ok(self
+            .slab
+            .push(slot, timestamp_ms, position, row)
+            .map(|closed| RowWindow {
+                key,
+                values: closed.values,
+                width,
+                start_timestamp_ms: closed.first.timestamp_ms,
+                end_timestamp_ms: timestamp_ms,
+                first_position: closed.first.position,
+                last_position: position,
+            }))
     }
 
     /// Gives `key` a fresh slot, reusing an evicted one when possible.
     fn allocate(&mut self, key: K) -> usize {
-        let (w, d) = (self.spec.size, self.width);
-        let fresh = Slot {
-            head: 0,
-            countdown: w,
-        };
-        // A reused slot's stale rows need no clearing: a window is only read once W new rows
-        // have overwritten every ring slot.
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot] = fresh;
-                slot
-            }
-            None => {
-                self.slots.push(fresh);
-                self.values.resize(self.values.len() + 2 * w * d, 0.0);
-                self.stamps.resize(self.stamps.len() + w, Stamp::default());
-                self.slots.len() - 1
-            }
-        };
+        let slot = self.free.pop().unwrap_or(self.slab.capacity());
+        self.slab.reset(slot);
         self.index.insert(key, slot);
         slot
     }
@@ -290,13 +204,10 @@ impl<K: Hash + Eq, S: BuildHasher> RowWindows<K, S> {
     /// stopped sending), returning how many. `O(keys)`: call it periodically, e.g. with
     /// `now - idle_timeout` from the runtime's clock.
     pub fn evict_idle(&mut self, timestamp_ms: i64) -> usize {
-        let w = self.spec.size;
-        let (slots, stamps, free) = (&self.slots, &self.stamps, &mut self.free);
+        let (slab, free) = (&self.slab, &mut self.free);
         let before = self.index.len();
         self.index.retain(|_, &mut slot| {
-            // The newest row sits just before the head.
-            let newest = (slots[slot].head + w - 1) % w;
-            let keep = stamps[slot * w + newest].timestamp_ms >= timestamp_ms;
+            let keep = slab.newest_timestamp(slot) >= timestamp_ms;
             if !keep {
                 free.push(slot);
             }
@@ -318,16 +229,9 @@ impl<K: Hash + Eq, S: BuildHasher> RowWindows<K, S> {
     /// The smallest source position a future window still needs, `None` if none does. `O(keys)`:
     /// meant for commit time, not per record.
     pub fn min_retained_position(&self) -> Option<u64> {
-        let w = self.spec.size;
         self.index
             .values()
-            .filter_map(|&slot| {
-                let meta = &self.slots[slot];
-                // The next window takes the newest `W - countdown` rows already here (before the
-                // first window that is every row so far).
-                let needed = w - meta.countdown;
-                (needed > 0).then(|| self.stamps[slot * w + (meta.head + w - needed) % w].position)
-            })
+            .filter_map(|&slot| self.slab.min_retained_position(slot))
             .min()
     }
 
@@ -339,53 +243,17 @@ impl<K: Hash + Eq, S: BuildHasher> RowWindows<K, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (w, d) = (self.spec.size, self.width);
         let slot = *self.index.get(key)?;
-        let meta = &self.slots[slot];
-        let needed = w - meta.countdown;
-        let mut rows = RetainedRows::default();
-        for back in (1..=needed).rev() {
-            let ring_slot = (meta.head + w - back) % w;
-            let stamp = self.stamps[slot * w + ring_slot];
-            rows.stamps.push((stamp.timestamp_ms, stamp.position));
-            let at = slot * 2 * w * d + ring_slot * d;
-            rows.values.extend_from_slice(&self.values[at..at + d]);
-        }
-        Some(rows)
+        Some(self.slab.retained(slot))
     }
 
     /// Makes `key` hold exactly `rows` (from [`retained`](Self::retained)), replacing whatever
     /// it held; errors, changing nothing, when the rows do not fit this operator.
     pub fn restore(&mut self, key: K, rows: &RetainedRows) -> Result<()> {
-        let (w, d) = (self.spec.size, self.width);
-        if rows.values.len() != rows.stamps.len() * d {
-            return Err(Error::RowWidth {
-                expected: rows.stamps.len() * d,
-                actual: rows.values.len(),
-            });
-        }
-        if rows.stamps.len() >= w {
-            return Err(Error::InvalidWindow(format!(
-                "{} retained rows for windows of {w}: a window would be due",
-                rows.stamps.len()
-            )));
-        }
+        self.slab.check_retained(rows)?;
         self.evict(&key);
         let slot = self.allocate(key);
-        for (&(timestamp_ms, position), row) in rows.stamps.iter().zip(rows.values.chunks_exact(d))
-        {
-            let meta = &mut self.slots[slot];
-            let head = meta.head;
-            let ring = &mut self.values[slot * 2 * w * d..(slot + 1) * 2 * w * d];
-            ring[head * d..(head + 1) * d].copy_from_slice(row);
-            ring[(head + w) * d..(head + w + 1) * d].copy_from_slice(row);
-            self.stamps[slot * w + head] = Stamp {
-                timestamp_ms,
-                position,
-            };
-            meta.head = if head + 1 == w { 0 } else { head + 1 };
-            meta.countdown -= 1;
-        }
+        self.slab.restore(slot, rows);
         Ok(())
     }
 
@@ -393,18 +261,16 @@ impl<K: Hash + Eq, S: BuildHasher> RowWindows<K, S> {
     /// timestamp and position rings, slot header and hash-map entry, excluding heap memory owned
     /// by `K` itself.
     pub fn bytes_per_key(&self) -> usize {
-        let (w, d) = (self.spec.size, self.width);
-        let rows = 2 * w * d * size_of::<f32>();
-        let rings = w * size_of::<Stamp>();
         // hashbrown keeps one control byte per bucket and fills at most 7/8 of its buckets.
         let map_entry = (size_of::<(K, usize)>() + 1) * 8 / 7;
-        rows + rings + size_of::<Slot>() + map_entry
+        self.slab.bytes_per_slot() + map_entry
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn make(size: usize, step: usize, width: usize) -> RowWindows<String> {
         RowWindows::new(CountWindowSpec::sliding(size, step).unwrap(), width).unwrap()
