@@ -74,15 +74,7 @@ impl IndexedRowWindows {
         let width = self.slab.width();
         let key = &self.keys[slot];
         let closed = self.slab.push(slot, timestamp_ms, position, row);
-        Ok(closed.map(|closed| RowWindow {
-            key,
-            values: closed.values,
-            width,
-            start_timestamp_ms: closed.first.timestamp_ms,
-            end_timestamp_ms: timestamp_ms,
-            first_position: closed.first.position,
-            last_position: position,
-        }))
+        Ok(closed.map(|closed| closed.lend(key, width, timestamp_ms, position)))
     }
 
     /// `id`'s slot, made fresh if `id` holds nothing.

@@ -8,7 +8,7 @@
 //! copies.
 
 use super::count::CountWindowSpec;
-use super::rows::RetainedRows;
+use super::rows::{RetainedRows, RowWindow};
 use crate::error::{Error, Result};
 
 /// Event timestamp and source position of one buffered row, kept together because they are
@@ -30,8 +30,30 @@ struct Slot {
 
 /// A window a push closed: the values and the stamp of its oldest row.
 pub(super) struct Closed<'a> {
-    pub(super) values: &'a [f32],
-    pub(super) first: Stamp,
+    values: &'a [f32],
+    first: Stamp,
+}
+
+impl<'a> Closed<'a> {
+    /// The window as lent to the caller, for `key`, closed by the row of `width` values stamped
+    /// `timestamp_ms` at `position`.
+    pub(super) fn lend<Q: ?Sized>(
+        self,
+        key: &'a Q,
+        width: usize,
+        timestamp_ms: i64,
+        position: u64,
+    ) -> RowWindow<'a, Q> {
+        RowWindow {
+            key,
+            values: self.values,
+            width,
+            start_timestamp_ms: self.first.timestamp_ms,
+            end_timestamp_ms: timestamp_ms,
+            first_position: self.first.position,
+            last_position: position,
+        }
+    }
 }
 
 /// Rings of `W` rows of `D` values, one per slot.

@@ -165,15 +165,7 @@ impl<K: Hash + Eq, S: BuildHasher> RowWindows<K, S> {
         Ok(self
             .slab
             .push(slot, timestamp_ms, position, row)
-            .map(|closed| RowWindow {
-                key,
-                values: closed.values,
-                width,
-                start_timestamp_ms: closed.first.timestamp_ms,
-                end_timestamp_ms: timestamp_ms,
-                first_position: closed.first.position,
-                last_position: position,
-            }))
+            .map(|closed| closed.lend(key, width, timestamp_ms, position)))
     }
 
     /// Gives `key` a fresh slot, reusing an evicted one when possible.
