@@ -140,7 +140,7 @@ impl<K: Hash + Eq, S: BuildHasher> RowWindows<K, S> {
     }
 
     /// Appends `row` (exactly `width` values) for `key`, event time `timestamp_ms`, source
-    /// `position`. Returns the window it closes, if any, or [`Error::RowWidth`] (the row is then
+    /// `position`. Returns the window it closes, if any, or [`Error::RowWidth`](crate::Error::RowWidth) (the row is then
     /// ignored and no state changes).
     ///
     /// Allocation-free except the first time a key is seen, when it is cloned (`to_owned`) into
