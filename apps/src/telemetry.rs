@@ -121,7 +121,7 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// `503` with the problems `health` reports) on `listener` until `shutdown` completes; any other
 /// path is 404, any other method 405.
 ///
-/// One request per connection, each connection closed after [`CONNECTION_TIMEOUT`]: a client
+/// One request per connection, each connection closed after 5 s: a client
 /// that sends nothing cannot hold a connection open. metrics-exporter-prometheus' own listener
 /// cannot serve on a listener bound by the caller (port 0 in tests).
 pub async fn serve_http(
