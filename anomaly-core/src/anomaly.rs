@@ -94,16 +94,54 @@ pub fn top_contributions(
     shares: &[f32],
     n: usize,
 ) -> Vec<Contribution> {
-    let mut order: Vec<usize> = (0..shares.len()).collect();
-    order.sort_by(|&a, &b| shares[b].total_cmp(&shares[a]));
-    order
-        .into_iter()
-        .take(n)
-        .map(|i| Contribution {
-            metric: names.name(i).unwrap_or("?").to_string(),
-            share: f64::from(shares[i]),
-        })
-        .collect()
+    let mut top = Vec::with_capacity(n.min(shares.len()));
+    top_contributions_into(names, shares, n, &mut top);
+    top
+}
+
+/// [`top_contributions`] written over `top`, reusing its entries' memory: an open event whose
+/// peak rises on every window keeps its list without allocating once its names fit.
+pub fn top_contributions_into(
+    names: &crate::MetricSchema,
+    shares: &[f32],
+    n: usize,
+    top: &mut Vec<Contribution>,
+) {
+    let n = n.min(shares.len());
+    top.truncate(n);
+    // Ranked by share, highest first, and among equal shares by index, as a stable sort would.
+    // `n` is a handful: each rank is the best metric ranked after the previous one.
+    let after = |i: usize, previous: usize| match shares[i].total_cmp(&shares[previous]) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Equal => i > previous,
+        std::cmp::Ordering::Greater => false,
+    };
+    let mut previous: Option<usize> = None;
+    for rank in 0..n {
+        let mut best: Option<usize> = None;
+        for i in 0..shares.len() {
+            if previous.is_some_and(|p| !after(i, p)) {
+                continue;
+            }
+            if best.is_none_or(|b| shares[i].total_cmp(&shares[b]).is_gt()) {
+                best = Some(i);
+            }
+        }
+        let Some(i) = best else { break };
+        let metric = names.name(i).unwrap_or("?");
+        let share = f64::from(shares[i]);
+        match top.get_mut(rank) {
+            Some(entry) => {
+                metric.clone_into(&mut entry.metric);
+                entry.share = share;
+            }
+            None => top.push(Contribution {
+                metric: metric.to_string(),
+                share,
+            }),
+        }
+        previous = Some(i);
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +153,36 @@ mod tests {
         assert_eq!(Severity::of(3.0, 2.0), Severity::Warning);
         assert_eq!(Severity::of(4.0, 2.0), Severity::Critical);
         assert_eq!(Severity::Critical.as_str(), "critical");
+    }
+
+    #[test]
+    fn top_contributions_written_in_place_rank_as_a_stable_sort_does() {
+        let schema = crate::MetricSchema::host();
+        let mut seed = 11u32;
+        let mut top = Vec::new();
+        for round in 0..500 {
+            // Few distinct values, so ties are common.
+            let shares: Vec<f32> = (0..7)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 28) as f32 / 16.0
+                })
+                .collect();
+            let n = round % 9;
+            let mut order: Vec<usize> = (0..shares.len()).collect();
+            order.sort_by(|&a, &b| shares[b].total_cmp(&shares[a]));
+            let expected: Vec<Contribution> = order
+                .into_iter()
+                .take(n)
+                .map(|i| Contribution {
+                    metric: schema.name(i).unwrap().to_string(),
+                    share: f64::from(shares[i]),
+                })
+                .collect();
+            top_contributions_into(&schema, &shares, n, &mut top);
+            assert_eq!(top, expected, "{shares:?}, n = {n}");
+            assert_eq!(top_contributions(&schema, &shares, n), expected);
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 
 use anomaly_core::alerting::{EventChange, EventRule};
-use anomaly_core::anomaly::top_contributions;
+use anomaly_core::anomaly::{top_contributions, top_contributions_into};
 use anomaly_core::{Anomaly, Sample, Severity};
 use anomaly_stream::window::{CountWindowSpec, IndexedRowWindows, RetainedRows};
 use foldhash::fast::RandomState as FastState;
@@ -481,10 +481,11 @@ impl FleetScorer {
                     if score > open.score {
                         open.score = score;
                         open.severity = Severity::of(score, threshold);
-                        open.top_metrics = top_contributions(
+                        top_contributions_into(
                             &self.model.manifest().schema,
                             &self.shares,
                             TOP_METRICS,
+                            &mut open.top_metrics,
                         );
                     }
                 }
