@@ -37,6 +37,18 @@ impl KafkaOptions {
     }
 }
 
+/// What every producer of the apps starts from: `brokers`, idempotent with `acks=all`, so that a
+/// retried send is neither lost nor written twice. Callers add their own settings, then
+/// [`KafkaOptions::apply`].
+pub fn idempotent_producer(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+    config
+}
+
 /// Parses a `--kafka-option` (`KEY=VALUE`, neither empty).
 fn parse_kafka_option(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {

@@ -17,7 +17,6 @@ use anomaly_stream::{
     TransactionalSink,
 };
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
 use tokio::net::TcpListener;
 
 use super::collect::parse_duration;
@@ -27,7 +26,7 @@ use crate::detect::group_model::{Followed, GroupModelFollower};
 use crate::detect::metric_names;
 use crate::detect::sink::{DetectorCounters, DetectorSink};
 use crate::detect::trainer::GroupTrainer;
-use crate::kafka_options::KafkaOptions;
+use crate::kafka_options::{KafkaOptions, idempotent_producer};
 use crate::store::StoreWriter;
 use crate::telemetry;
 
@@ -273,13 +272,9 @@ pub async fn run_until(
     let producer = args
         .kafka
         .apply(
-            ClientConfig::new()
-                .set("bootstrap.servers", &args.brokers)
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                // An unreachable broker or a missing topic must surface as an error within
-                // seconds, not stall the detector for librdkafka's default five minutes.
-                .set("message.timeout.ms", "30000"),
+            // An unreachable broker or a missing topic must surface as an error within seconds,
+            // not stall the detector for librdkafka's default five minutes.
+            idempotent_producer(&args.brokers).set("message.timeout.ms", "30000"),
         )
         .create()
         .context("cannot create the anomalies producer")?;

@@ -8,11 +8,10 @@ use anomaly_core::Sample;
 use anomaly_core::dataset::{self, DatasetKind};
 use anomaly_core::synthetic::{Injection, SyntheticHost};
 use anyhow::{Context, bail};
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::collect::SampleFormat;
-use crate::kafka_options::KafkaOptions;
+use crate::kafka_options::{KafkaOptions, idempotent_producer};
 
 /// Arguments of `anomaly replay`.
 #[derive(Debug, Clone, clap::Args)]
@@ -82,13 +81,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let source = Source::new(&args)?;
     let producer: FutureProducer = args
         .kafka
-        .apply(
-            ClientConfig::new()
-                .set("bootstrap.servers", &args.brokers)
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                .set("linger.ms", "5"),
-        )
+        .apply(idempotent_producer(&args.brokers).set("linger.ms", "5"))
         .create()
         .context("cannot create the producer")?;
     let codec = args.format.codec();

@@ -21,15 +21,15 @@ use anomaly_core::host::DeliveryBuffer;
 use anomaly_stream::codec::{Codec, JsonCodec, PostcardCodec};
 use anyhow::Context;
 use metrics::{Counter, Gauge, counter, gauge};
+use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::metric_names as names;
-use crate::kafka_options::KafkaOptions;
+use crate::kafka_options::{KafkaOptions, idempotent_producer};
 
 /// How long librdkafka tries to deliver one send before reporting it failed.
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -176,11 +176,8 @@ impl Delivery {
         let producer = config
             .options
             .apply(
-                ClientConfig::new()
-                    .set("bootstrap.servers", &config.brokers)
+                idempotent_producer(&config.brokers)
                     .set("client.id", format!("anomaly-collect-{}", config.host))
-                    .set("enable.idempotence", "true")
-                    .set("acks", "all")
                     .set(
                         "message.timeout.ms",
                         MESSAGE_TIMEOUT.as_millis().to_string(),
