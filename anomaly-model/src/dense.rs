@@ -155,7 +155,7 @@ impl DenseNet {
         let widest = self
             .layers
             .iter()
-            .map(|l| l.stride.max(l.inputs))
+            .map(|l| l.outputs.max(l.inputs))
             .max()
             .unwrap_or(0);
         for buffer in scratch {

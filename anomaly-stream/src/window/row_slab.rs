@@ -112,20 +112,17 @@ impl RowSlab {
     /// clearing: a window is only read once `W` new rows have overwritten every ring slot.
     pub(super) fn reset(&mut self, slot: usize) {
         let (w, d) = (self.spec.size, self.width);
+        let fresh = Slot {
+            head: 0,
+            countdown: w,
+        };
         if slot >= self.slots.len() {
             let slots = slot + 1;
-            let fresh = Slot {
-                head: 0,
-                countdown: w,
-            };
             self.slots.resize(slots, fresh);
             self.values.resize(slots * 2 * w * d, 0.0);
             self.stamps.resize(slots * w, Stamp::default());
         }
-        self.slots[slot] = Slot {
-            head: 0,
-            countdown: w,
-        };
+        self.slots[slot] = fresh;
     }
 
     /// Fails, changing nothing, unless `row` has `width` values.
