@@ -16,6 +16,7 @@
 pub mod alerting;
 pub mod anomaly;
 pub mod dataset;
+pub mod entity;
 pub mod error;
 pub mod eval;
 pub mod host;
@@ -26,6 +27,7 @@ pub mod synthetic;
 pub mod threshold;
 
 pub use anomaly::{Anomaly, Contribution, FeatureWindow, Severity};
+pub use entity::Entity;
 pub use error::{Error, Result};
-pub use sample::{Sample, SampleLimits, SampleProblem};
+pub use sample::{INLINE_VALUES, Sample, SampleLimits, SampleProblem, Values};
 pub use schema::{Metric, MetricSchema};

@@ -1,26 +1,40 @@
 //! Samples: one entity's metric values at one instant.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::entity::Entity;
+
+/// Values a [`Values`] list holds without a heap allocation: enough for the host schema (7).
+pub const INLINE_VALUES: usize = 8;
+
+/// A sample's metric values: inline up to [`INLINE_VALUES`], on the heap beyond (datasets of
+/// dozens of metrics). Built from a `Vec<f64>` or a slice with `.into()`.
+pub type Values = SmallVec<[f64; INLINE_VALUES]>;
 
 /// One observation of every metric of a schema, for one entity (host), at one event time.
+///
+/// Decoding one from a fleet's stream allocates nothing in steady state: the name is shared with
+/// the same host's earlier samples ([`Entity::interned`]) and a host's values lie inline.
+/// Serialized as `{entity: string, timestamp_ms, values: [f64]}` (JSON, postcard).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// The entity (host name, server id) the sample describes. It is the stream key.
-    pub entity: String,
+    pub entity: Entity,
     /// Event time, milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
     /// One value per schema metric, in schema order. May hold NaN or infinities from a broken source;
     /// [`crate::scaling::Scaler`] deals with them explicitly.
-    pub values: Vec<f64>,
+    pub values: Values,
 }
 
 impl Sample {
     /// A sample of `entity` at `timestamp_ms` with `values` in schema order.
-    pub fn new(entity: impl Into<String>, timestamp_ms: i64, values: Vec<f64>) -> Self {
+    pub fn new(entity: impl Into<Entity>, timestamp_ms: i64, values: impl Into<Values>) -> Self {
         Self {
             entity: entity.into(),
             timestamp_ms,
-            values,
+            values: values.into(),
         }
     }
 }

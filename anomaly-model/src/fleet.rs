@@ -452,7 +452,7 @@ impl FleetScorer {
                 ..
             }) => {
                 let anomaly = Anomaly {
-                    entity: sample.entity.clone(),
+                    entity: sample.entity.to_string(),
                     window_start_ms: event_start,
                     window_end_ms: end_ms,
                     score,

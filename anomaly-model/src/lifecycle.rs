@@ -15,7 +15,7 @@ use std::sync::{Arc, mpsc};
 
 use anomaly_core::alerting::EventRule;
 use anomaly_core::dataset::Series;
-use anomaly_core::{MetricSchema, Sample};
+use anomaly_core::{Entity, MetricSchema, Sample};
 
 use crate::Model;
 use crate::error::{Error, Result};
@@ -57,7 +57,7 @@ enum Phase {
         rows: BTreeMap<String, Vec<f64>>,
         count: usize,
         /// Each host's latest sample timestamp, to learn the sampling interval.
-        last_ms: HashMap<String, i64>,
+        last_ms: HashMap<Entity, i64>,
         /// The longest gap between two consecutive samples of a host so far (capped): how far
         /// back the measurement of a sample may reach.
         interval_ms: i64,
@@ -228,7 +228,9 @@ impl DetectorLifecycle {
                 if due && self.retraining.is_none() && self.rolling.len() >= self.plan.samples {
                     let mut rows: BTreeMap<String, Vec<f64>> = BTreeMap::new();
                     for s in &self.rolling {
-                        rows.entry(s.entity.clone()).or_default().extend(&s.values);
+                        rows.entry(s.entity.to_string())
+                            .or_default()
+                            .extend(&s.values);
                     }
                     tracing::info!(
                         samples = self.rolling.len(),
@@ -249,9 +251,12 @@ impl DetectorLifecycle {
                 if let Some(gap) = last.map(|l| sample.timestamp_ms - l) {
                     *interval_ms = (*interval_ms).max(gap.min(MAX_INTERVAL_MS));
                 }
-                rows.entry(sample.entity)
-                    .or_default()
-                    .extend(&sample.values);
+                match rows.get_mut(sample.entity.as_str()) {
+                    Some(host_rows) => host_rows.extend(&sample.values),
+                    None => {
+                        rows.insert(sample.entity.to_string(), sample.values.to_vec());
+                    }
+                }
                 *count += 1;
                 if *count >= self.plan.samples {
                     let (rows, interval_ms) = (std::mem::take(rows), *interval_ms);

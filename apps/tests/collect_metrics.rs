@@ -41,7 +41,7 @@ fn collector_steps_set_the_documented_series() {
     assert_eq!(sample.entity, host);
     assert_eq!(sample.timestamp_ms, 3_000);
     assert_eq!(
-        sample.values,
+        sample.values.as_slice(),
         [40.0, 75.0, 2.5, 4_096.0, 8_192.0, 1_000.0, 500.0]
     );
 

@@ -39,7 +39,7 @@ fn produce(producer: &FutureProducer, topic: &str, samples: &[Sample]) {
             producer
                 .send(
                     FutureRecord::to(topic)
-                        .key(&sample.entity)
+                        .key(sample.entity.as_str())
                         .payload(&payload),
                     Duration::from_secs(15),
                 )

@@ -342,7 +342,7 @@ fn fixture() -> (Fixture, i64) {
                 let payload = serde_json::to_vec(&sample).unwrap();
                 for topic in [&topic, &poisoned] {
                     let record = FutureRecord::to(topic)
-                        .key(&sample.entity)
+                        .key(sample.entity.as_str())
                         .payload(&payload);
                     deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
                 }

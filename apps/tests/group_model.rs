@@ -72,7 +72,7 @@ impl Group {
                     let sample = Sample::new(format!("host-{h:02}"), at, values.to_vec());
                     let payload = serde_json::to_vec(&sample).unwrap();
                     let record = FutureRecord::to(&self.topic)
-                        .key(&sample.entity)
+                        .key(sample.entity.as_str())
                         .payload(&payload);
                     deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
                 }

@@ -57,7 +57,7 @@ async fn synthetic_hosts_are_published_keyed_complete_and_with_their_anomaly() {
         let sample: Sample = serde_json::from_slice(msg.payload().unwrap()).unwrap();
         assert_eq!(msg.key().unwrap(), sample.entity.as_bytes());
         by_host
-            .entry(sample.entity.clone())
+            .entry(sample.entity.to_string())
             .or_default()
             .push(sample);
     }

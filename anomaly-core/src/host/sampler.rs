@@ -36,7 +36,7 @@ use super::procfs::{
     BlockDevices, CpuTimes, DiskIo, MemInfo, NetIo, is_loopback, parse_diskstats, parse_loadavg,
     parse_meminfo, parse_net_dev, parse_stat,
 };
-use crate::{Result, Sample};
+use crate::{Entity, Result, Sample};
 
 /// The texts of the kernel files one snapshot is made of.
 #[derive(Debug, Clone, Copy)]
@@ -118,8 +118,8 @@ impl HostValues {
     }
 
     /// A [`Sample`] of `entity` at `timestamp_ms` carrying these values in schema order.
-    pub fn to_sample(&self, entity: impl Into<String>, timestamp_ms: i64) -> Sample {
-        Sample::new(entity, timestamp_ms, self.to_array().to_vec())
+    pub fn to_sample(&self, entity: impl Into<Entity>, timestamp_ms: i64) -> Sample {
+        Sample::new(entity, timestamp_ms, &self.to_array()[..])
     }
 }
 

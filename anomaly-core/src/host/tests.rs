@@ -599,7 +599,7 @@ fn hand_computed_step() {
     let s = v.to_sample("web-1", 1_700_000_000_000);
     assert_eq!(s.entity, "web-1");
     assert_eq!(
-        s.values,
+        s.values.as_slice(),
         [40.0, 75.0, 2.5, 6_144.0, 16_384.0, 101_000.0, 25_500.0]
     );
     assert_eq!(s.values.len(), MetricSchema::host().len());

@@ -505,7 +505,11 @@ mod tests {
                 "undecodable"
             ]
         );
-        let reached: Vec<String> = sink.records().into_iter().map(|r| r.value.entity).collect();
+        let reached: Vec<String> = sink
+            .records()
+            .into_iter()
+            .map(|r| r.value.entity.to_string())
+            .collect();
         assert_eq!(reached, ["web-1", "web-2"], "only the valid samples");
     }
 }

@@ -104,7 +104,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             buf.clear();
             codec.encode(&sample, &mut buf)?;
             let record = FutureRecord::to(&args.topic)
-                .key(&sample.entity)
+                .key(sample.entity.as_str())
                 .payload(&buf);
             in_flight.push(
                 producer
