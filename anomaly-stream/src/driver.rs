@@ -32,7 +32,7 @@ use futures::FutureExt;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::offsets::{CommitPoint, PartitionOffsets};
-use crate::sink::{Item, SourceOffset};
+use crate::sink::{BoxFuture, Item, RecordList, SourceOffset};
 use crate::topology::{
     Emitted, OutgoingMessage, PartitionTask, RawRecord, Record, SinkKind, Topology,
 };
@@ -107,13 +107,15 @@ impl TestDriver {
             value: value.to_vec(),
             timestamp_ms,
         };
+        let now_ms = self.now_ms;
         let p = self.partition(topic, partition)?;
         let offset = p.log.len() as u64;
         p.log.push(raw);
-        let emitted = std::mem::take(
-            p.task
-                .process(offset, p.log[offset as usize].as_raw_ref())?,
-        );
+        let emitted = std::mem::take(p.task.process(
+            offset,
+            p.log[offset as usize].as_raw_ref(),
+            now_ms,
+        )?);
         p.offsets.processed(offset, 0);
         let min = p.task.min_retained();
         p.offsets.checkpoint(min);
@@ -188,49 +190,56 @@ impl TestDriver {
                 Emitted::Sink { sink, item } => per_sink.entry(sink).or_default().push(item),
             }
         }
-        let eos_offset = self
+        let (eos_offset, transactional) = self
             .partitions
             .get_mut(&(topic.to_owned(), partition))
             .map(|p| {
                 let point = p.offsets.committable();
-                SourceOffset {
+                let offset = SourceOffset {
                     topic: topic.to_owned(),
                     partition,
                     offset: point.offset,
                     replay_from: point.replay_from,
-                }
-            });
-        if let Some((id, _)) = self.topology.transactional_sink() {
-            // Exactly-once: one transaction per source record (or tick), offsets included.
-            per_sink.entry(id).or_default();
-        }
+                };
+                (Some(offset), p.task.take_transactional())
+            })
+            .unwrap_or_default();
         for (id, batch) in per_sink {
             let def = &self.topology.sinks[id];
-            let done = match &def.kind {
-                SinkKind::Async(s) if !batch.is_empty() => s.write(&def.name, batch),
-                SinkKind::Async(_) => continue,
-                SinkKind::Transactional(s) => {
-                    s.write_transaction(&def.name, batch, eos_offset.clone().into_iter().collect())
-                }
-            };
-            done.now_or_never().unwrap_or_else(|| {
-                Err(Error::Sink {
-                    sink: def.name.clone(),
-                    message: "the test driver needs sinks that complete without waiting".into(),
-                })
-            })?;
+            if let SinkKind::Async(s) = &def.kind {
+                Self::completed(&def.name, s.write(&def.name, batch))?;
+            }
+        }
+        if let Some((id, sink)) = self.topology.transactional_sink() {
+            // Exactly-once: one transaction per source record (or tick), offsets included.
+            let name = &self.topology.sinks[id].name;
+            let offsets = eos_offset.into_iter().collect();
+            Self::completed(name, sink.write_transaction(name, transactional, offsets))?;
         }
         Ok(())
     }
 
+    /// The outcome of a sink's write, which must not wait for anything in the test driver.
+    fn completed(name: &str, write: BoxFuture<'_, Result<()>>) -> Result<()> {
+        write.now_or_never().unwrap_or_else(|| {
+            Err(Error::Sink {
+                sink: name.to_owned(),
+                message: "the test driver needs sinks that complete without waiting".into(),
+            })
+        })
+    }
+
     /// Hands records replayed below the commit point to the transactional sink's `replay`.
-    fn replay(&mut self, topic: &str, partition: i32, replayed: Vec<Item>) -> Result<()> {
-        let Some((id, sink)) = self.topology.transactional_sink() else {
+    fn replay(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        replayed: Option<Box<dyn RecordList>>,
+    ) -> Result<()> {
+        let (Some((id, sink)), Some(replayed)) = (self.topology.transactional_sink(), replayed)
+        else {
             return Ok(());
         };
-        if replayed.is_empty() {
-            return Ok(());
-        }
         let name = &self.topology.sinks[id].name;
         sink.replay(name, replayed, topic, partition)
             .now_or_never()
@@ -313,14 +322,18 @@ impl TestDriver {
         p.task = task;
         p.offsets = PartitionOffsets::new(point);
         let log = std::mem::take(&mut p.log);
+        let now_ms = self.now_ms;
         let result = (|| {
             for offset in point.replay_from..log.len() as u64 {
                 let p = self
                     .partitions
                     .get_mut(&(topic.to_owned(), partition))
                     .expect("exists");
-                let emitted =
-                    std::mem::take(p.task.process(offset, log[offset as usize].as_raw_ref())?);
+                let emitted = std::mem::take(p.task.process(
+                    offset,
+                    log[offset as usize].as_raw_ref(),
+                    now_ms,
+                )?);
                 p.offsets.processed(offset, 0);
                 let min = p.task.min_retained();
                 p.offsets.checkpoint(min);

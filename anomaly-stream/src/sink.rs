@@ -170,17 +170,68 @@ impl<T: Send + 'static> TransactionalSink<T> for MemorySink<T> {
     }
 }
 
-/// Type-erased items travelling from operators to a sink.
+/// Type-erased items travelling from operators to an async sink, one box each.
 pub(crate) type Item = Box<dyn Any + Send>;
+
+/// Records for the transactional sink, gathered in one list of the sink's record type behind
+/// type erasure: a `Vec<T>`, so that a record costs no allocation of its own on its way to the
+/// sink (an async sink's [`Item`] is boxed).
+pub(crate) trait RecordList: Send {
+    /// Records held.
+    fn len(&self) -> usize;
+    /// The list itself, to push to once its type is known.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// Every record, as a list of their own; this one is left empty, with room for as many.
+    fn take_all(&mut self) -> Box<dyn RecordList>;
+    /// The list as a `Box<Vec<T>>`, for the typed sink to unwrap.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+impl<T: Send + 'static> RecordList for Vec<T> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn take_all(&mut self) -> Box<dyn RecordList> {
+        let room = Vec::len(self);
+        Box::new(std::mem::replace(self, Vec::with_capacity(room)))
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
+
+/// The records of `list` (none for `None`) as the sink's `Vec<T>`.
+fn unwrap_list<T: 'static>(name: &str, list: Option<Box<dyn RecordList>>) -> Result<Vec<T>> {
+    match list {
+        None => Ok(Vec::new()),
+        Some(list) => list
+            .into_any()
+            .downcast::<Vec<T>>()
+            .map(|list| *list)
+            .map_err(|_| unexpected_type(name)),
+    }
+}
+
+fn unexpected_type(name: &str) -> Error {
+    Error::Sink {
+        sink: name.to_owned(),
+        message: "record of an unexpected type (internal error)".into(),
+    }
+}
 
 fn downcast<T: 'static>(name: &str, batch: Vec<Item>) -> Result<Vec<T>> {
     batch
         .into_iter()
         .map(|item| {
-            item.downcast::<T>().map(|b| *b).map_err(|_| Error::Sink {
-                sink: name.to_owned(),
-                message: "record of an unexpected type (internal error)".into(),
-            })
+            item.downcast::<T>()
+                .map(|b| *b)
+                .map_err(|_| unexpected_type(name))
         })
         .collect()
 }
@@ -197,7 +248,7 @@ pub(crate) trait ErasedTransactionalSink: Send + Sync {
     fn write_transaction(
         &self,
         name: &str,
-        batch: Vec<Item>,
+        batch: Option<Box<dyn RecordList>>,
         offsets: Vec<SourceOffset>,
     ) -> BoxFuture<'_, Result<()>>;
 
@@ -210,7 +261,7 @@ pub(crate) trait ErasedTransactionalSink: Send + Sync {
     fn replay<'a>(
         &'a self,
         name: &str,
-        batch: Vec<Item>,
+        batch: Box<dyn RecordList>,
         topic: &'a str,
         partition: i32,
     ) -> BoxFuture<'a, Result<()>>;
@@ -232,10 +283,10 @@ impl<S: TransactionalSink<T>, T: Send + 'static> ErasedTransactionalSink for Typ
     fn write_transaction(
         &self,
         name: &str,
-        batch: Vec<Item>,
+        batch: Option<Box<dyn RecordList>>,
         offsets: Vec<SourceOffset>,
     ) -> BoxFuture<'_, Result<()>> {
-        match downcast::<T>(name, batch) {
+        match unwrap_list::<T>(name, batch) {
             Ok(batch) => self.0.write_transaction(batch, offsets),
             Err(e) => Box::pin(async { Err(e) }),
         }
@@ -252,11 +303,11 @@ impl<S: TransactionalSink<T>, T: Send + 'static> ErasedTransactionalSink for Typ
     fn replay<'a>(
         &'a self,
         name: &str,
-        batch: Vec<Item>,
+        batch: Box<dyn RecordList>,
         topic: &'a str,
         partition: i32,
     ) -> BoxFuture<'a, Result<()>> {
-        match downcast::<T>(name, batch) {
+        match unwrap_list::<T>(name, Some(batch)) {
             Ok(batch) => self.0.replay(batch, topic, partition),
             Err(e) => Box::pin(async { Err(e) }),
         }

@@ -10,6 +10,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{BatchPool, RecordBatch};
+use super::consumer::wall_clock_ms;
 use super::{KILL, RuntimeStats, Settings};
 use crate::error::{Error, Result};
 use crate::metrics as m;
@@ -88,7 +89,6 @@ pub(crate) fn spawn_worker(
         task,
         tracker: Arc::clone(&tracker),
         acks: acks_tx,
-        tx_batch: Vec::new(),
         pool: pool.clone(),
         emitted: Vec::new(),
         dirty: false,
@@ -109,8 +109,6 @@ struct Worker {
     task: PartitionTask,
     tracker: Tracker,
     acks: mpsc::Sender<(DeliveryFuture, u64)>,
-    /// Outputs for the transactional sink not yet written.
-    tx_batch: Vec<Item>,
     pool: BatchPool,
     /// The last record's outputs, emptied: traded with the task's list for the next record's.
     emitted: Vec<Emitted>,
@@ -198,12 +196,14 @@ impl Worker {
                         // One clock reading per batch: each record is recorded with the batch's
                         // mean time, transaction writes left out.
                         let started = Instant::now();
+                        // One wall-clock reading per batch too, for the operators.
+                        let now_ms = wall_clock_ms();
                         let mut writing = Duration::ZERO;
                         for (offset, raw) in batch.records() {
                             // The task's output list and this one trade places: both keep their
                             // capacity, so no record allocates one.
                             let mut emitted = std::mem::take(&mut self.emitted);
-                            std::mem::swap(self.task.process(offset, raw)?, &mut emitted);
+                            std::mem::swap(self.task.process(offset, raw, now_ms)?, &mut emitted);
                             self.dispatch(&mut emitted, offset, false).await?;
                             self.emitted = emitted;
                             // The last replayed record, or a batch's worth: the sink rebuilds
@@ -219,7 +219,7 @@ impl Worker {
                             // after the replay, so the state they store reflects every record
                             // below their offset.
                             self.dirty |= offset >= self.task.suppress_below();
-                            if eos && self.tx_batch.len() >= settings.sink_batch {
+                            if eos && self.task.transactional_len() >= settings.sink_batch {
                                 let write_started = Instant::now();
                                 self.flush_transaction().await?;
                                 writing += self.last_flush - write_started;
@@ -271,13 +271,9 @@ impl Worker {
         offset: u64,
         tick: bool,
     ) -> Result<()> {
-        let acknowledged = emitted
-            .iter()
-            .filter(|e| match e {
-                Emitted::Topic(_) => true,
-                Emitted::Sink { sink, .. } => self.shared.sinks[*sink].is_some(),
-            })
-            .count() as u32;
+        // Each output is acknowledged: by the broker or by its async sink (the transactional
+        // sink's records are not among them, they are written with the offsets).
+        let acknowledged = emitted.len() as u32;
         {
             let mut t = lock(&self.tracker);
             if tick {
@@ -305,7 +301,13 @@ impl Worker {
                             });
                         }
                     }
-                    None => self.tx_batch.push(item),
+                    None => {
+                        return Err(Error::Sink {
+                            sink: self.shared.topology.sinks[sink].name.clone(),
+                            message: "a boxed record for the transactional sink (internal error)"
+                                .into(),
+                        });
+                    }
                 },
             }
         }
@@ -362,10 +364,9 @@ impl Worker {
         let Some((id, sink)) = shared.topology.transactional_sink() else {
             return Ok(());
         };
-        let items = self.task.take_replayed();
-        if items.is_empty() {
+        let Some(items) = self.task.take_replayed() else {
             return Ok(());
-        }
+        };
         let name = &shared.topology.sinks[id].name;
         sink.replay(name, items, self.task.topic(), self.task.partition())
             .await
@@ -401,7 +402,7 @@ impl Worker {
             replay_from: point.replay_from,
         };
         let name = &shared.topology.sinks[id].name;
-        let batch = std::mem::take(&mut self.tx_batch);
+        let batch = self.task.take_transactional();
         sink.write_transaction(name, batch, vec![offset])
             .await
             .inspect_err(|_| {

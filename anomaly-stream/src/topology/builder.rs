@@ -263,7 +263,6 @@ impl Topology {
             self.dead_letter_topic.clone(),
             self.max_record_bytes,
             suppress_below,
-            self.transactional_sink().map(|(id, _)| id),
         ))
     }
 }

@@ -9,16 +9,23 @@ use super::record::{
 };
 use crate::error::Error;
 use crate::metrics as m;
+use crate::sink::RecordList;
 
 /// What an operator sees besides its input: the source position and where outputs go.
 pub(crate) struct Cx<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: u64,
+    /// The wall clock, ms since the Unix epoch, as the runtime read it for the current batch of
+    /// records or tick (the test driver's clock under test).
+    pub now_ms: i64,
     /// The source record being processed; `None` during wall-clock ticks.
     pub raw: Option<RawRef<'a>>,
     pub dead_letter_topic: Option<&'a str>,
     pub out: &'a mut Vec<Emitted>,
+    /// Where records for the transactional sink go (created by its operator on first use):
+    /// the transaction being gathered, or the replayed records while outputs are suppressed.
+    pub transactional: &'a mut Option<Box<dyn RecordList>>,
     /// Set when a record fails and there is no dead-letter topic: the runtime stops.
     pub failure: &'a mut Option<Error>,
 }

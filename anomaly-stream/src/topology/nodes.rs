@@ -136,10 +136,10 @@ pub(super) struct Validate<K, V, F> {
 
 impl<K, V, F> Node<K, V> for Validate<K, V, F>
 where
-    F: Fn(&K, &V) -> std::result::Result<(), Rejection> + Send + Sync,
+    F: Fn(&K, &V, i64) -> std::result::Result<(), Rejection> + Send + Sync,
 {
     fn push(&mut self, cx: &mut Cx<'_>, record: Record<K, V>) {
-        match (self.f)(&record.key, &record.value) {
+        match (self.f)(&record.key, &record.value, cx.now_ms) {
             Ok(()) => self.next.push(cx, record),
             Err(Rejection { reason, message }) => {
                 cx.dead_letter(&Error::Rejected { reason, message })
@@ -197,6 +197,40 @@ pub(super) struct ToSink<K, V> {
     pub(super) sink: usize,
     pub(super) records_out: Counter,
     pub(super) _types: PhantomData<fn(K, V)>,
+}
+
+/// Hands each record to the transactional sink's list, unboxed.
+pub(super) struct ToTransactional<K, V> {
+    pub(super) name: String,
+    pub(super) records_out: Counter,
+    pub(super) _types: PhantomData<fn(K, V)>,
+}
+
+impl<K: Send + 'static, V: Send + 'static> Node<K, V> for ToTransactional<K, V> {
+    fn push(&mut self, cx: &mut Cx<'_>, record: Record<K, V>) {
+        self.records_out.increment(1);
+        let list = cx
+            .transactional
+            .get_or_insert_with(|| Box::new(Vec::<Record<K, V>>::new()));
+        match list.as_any_mut().downcast_mut::<Vec<Record<K, V>>>() {
+            Some(list) => list.push(record),
+            // A topology has one transactional sink, fed by this operator alone: unreachable
+            // unless the runtime mixed up lists, which must stop it rather than lose records.
+            None if cx.failure.is_none() => {
+                *cx.failure = Some(Error::Sink {
+                    sink: self.name.clone(),
+                    message: "record of an unexpected type (internal error)".into(),
+                });
+            }
+            None => {}
+        }
+    }
+
+    fn tick(&mut self, _cx: &mut Cx<'_>, _now_ms: i64) {}
+
+    fn min_retained(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<K: Send + 'static, V: Send + 'static> Node<K, V> for ToSink<K, V> {

@@ -98,6 +98,7 @@ impl OutgoingMessage {
 pub(crate) enum Emitted {
     /// For the producer.
     Topic(OutgoingMessage),
-    /// For the async or transactional sink with this index in [`Topology::sinks`].
+    /// For the async sink with this index in [`Topology::sinks`] (the transactional sink's
+    /// records go to [`Cx::transactional`](super::context::Cx::transactional) instead).
     Sink { sink: usize, item: Item },
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::builder::{Inner, SinkDef, SinkKind};
 use super::context::{Factory, Node};
-use super::nodes::{Divert, Stateless, Tee, ToSink, TopicSink, Validate};
+use super::nodes::{Divert, Stateless, Tee, ToSink, ToTransactional, TopicSink, Validate};
 use super::record::{Record, Rejection};
 use super::window_nodes::{CountNode, RowNode, TimeNode, WindowCounters};
 use crate::codec::Codec;
@@ -171,6 +171,17 @@ impl<K: Send + 'static, V: Send + 'static> Stream<K, V> {
         self,
         f: impl Fn(&K, &V) -> std::result::Result<(), Rejection> + Send + Sync + 'static,
     ) -> Stream<K, V> {
+        self.validate_at(move |key, value, _now_ms| f(key, value))
+    }
+
+    /// [`validate`](Self::validate) with the wall clock (ms since the Unix epoch) as a third
+    /// argument, for checks against the receiver's time (clock skew, stale data). The runtime
+    /// reads the clock once per batch of records, not per record; under the
+    /// [`TestDriver`](crate::TestDriver) it is the driver's clock.
+    pub fn validate_at(
+        self,
+        f: impl Fn(&K, &V, i64) -> std::result::Result<(), Rejection> + Send + Sync + 'static,
+    ) -> Stream<K, V> {
         let f = Arc::new(f);
         self.then(move |next| Validate {
             f: Arc::clone(&f),
@@ -268,6 +279,7 @@ impl<K: Send + 'static, V: Send + 'static> Stream<K, V> {
     }
 
     fn finish_with_sink(self, name: String, kind: SinkKind) {
+        let transactional = matches!(kind, SinkKind::Transactional(_));
         let (id, op) = {
             let mut inner = self.inner.borrow_mut();
             if inner.sinks.iter().any(|s| s.name == name) {
@@ -281,11 +293,20 @@ impl<K: Send + 'static, V: Send + 'static> Stream<K, V> {
         };
         let attach = self.attach;
         attach(Arc::new(move || {
-            Box::new(ToSink {
-                sink: id,
-                records_out: metrics::counter!(m::RECORDS_OUT, "operator" => op.clone()),
-                _types: PhantomData,
-            })
+            let records_out = metrics::counter!(m::RECORDS_OUT, "operator" => op.clone());
+            if transactional {
+                Box::new(ToTransactional {
+                    name: name.clone(),
+                    records_out,
+                    _types: PhantomData,
+                }) as Box<dyn Node<K, V>>
+            } else {
+                Box::new(ToSink {
+                    sink: id,
+                    records_out,
+                    _types: PhantomData,
+                })
+            }
         }));
     }
 }

@@ -8,7 +8,7 @@ use super::context::{Cx, Entry};
 use super::record::{Emitted, RawRef};
 use crate::error::{Error, Result};
 use crate::metrics as m;
-use crate::sink::Item;
+use crate::sink::RecordList;
 
 /// One partition's operator instance plus replay suppression: the pure middle that the runtime
 /// and the test driver both drive.
@@ -20,11 +20,11 @@ pub(crate) struct PartitionTask {
     max_record_bytes: Option<usize>,
     /// Outputs of records below this offset were delivered before the last commit.
     suppress_below: u64,
-    /// The transactional sink, whose suppressed inputs are kept for its
+    /// Records for the transactional sink not yet handed over.
+    transactional: Option<Box<dyn RecordList>>,
+    /// Records for the transactional sink from suppressed records, kept for its
     /// [`replay`](crate::TransactionalSink::replay).
-    replay_sink: Option<usize>,
-    /// Suppressed items for `replay_sink`, not yet handed over.
-    replayed: Vec<Item>,
+    replayed: Option<Box<dyn RecordList>>,
     out: Vec<Emitted>,
     failure: Option<Error>,
     suppressed: Counter,
@@ -39,7 +39,6 @@ impl PartitionTask {
         dead_letter_topic: Option<Arc<str>>,
         max_record_bytes: Option<usize>,
         suppress_below: u64,
-        replay_sink: Option<usize>,
     ) -> Self {
         let suppressed = metrics::counter!(m::REPLAY_SUPPRESSED, "topic" => topic.to_string());
         Self {
@@ -49,25 +48,38 @@ impl PartitionTask {
             dead_letter_topic,
             max_record_bytes,
             suppress_below,
-            replay_sink,
-            replayed: Vec::new(),
+            transactional: None,
+            replayed: None,
             out: Vec::new(),
             failure: None,
             suppressed,
         }
     }
 
-    /// Runs one source record; returns its outputs (empty while replaying) or the error that
-    /// must stop the runtime.
-    pub(crate) fn process(&mut self, offset: u64, raw: RawRef<'_>) -> Result<&mut Vec<Emitted>> {
+    /// Runs one source record, `now_ms` being the wall clock; returns its outputs (empty while
+    /// replaying) or the error that must stop the runtime.
+    pub(crate) fn process(
+        &mut self,
+        offset: u64,
+        raw: RawRef<'_>,
+        now_ms: i64,
+    ) -> Result<&mut Vec<Emitted>> {
         self.out.clear();
+        let suppressed = offset < self.suppress_below;
+        let replayed_before = list_len(&self.replayed);
         let mut cx = Cx {
             topic: &self.topic,
             partition: self.partition,
             offset,
+            now_ms,
             raw: Some(raw),
             dead_letter_topic: self.dead_letter_topic.as_deref(),
             out: &mut self.out,
+            transactional: if suppressed {
+                &mut self.replayed
+            } else {
+                &mut self.transactional
+            },
             failure: &mut self.failure,
         };
         let bytes = raw.key.map_or(0, <[u8]>::len) + raw.value.len();
@@ -78,29 +90,36 @@ impl PartitionTask {
         if let Some(e) = self.failure.take() {
             return Err(e);
         }
-        if offset < self.suppress_below {
-            self.suppressed.increment(self.out.len() as u64);
-            for emitted in self.out.drain(..) {
-                if let Emitted::Sink { sink, item } = emitted
-                    && Some(sink) == self.replay_sink
-                {
-                    self.replayed.push(item);
-                }
-            }
+        if suppressed {
+            let replayed = list_len(&self.replayed) - replayed_before;
+            self.suppressed
+                .increment((self.out.len() + replayed) as u64);
+            self.out.clear();
         }
         Ok(&mut self.out)
     }
 
-    /// Items for the transactional sink from records below the suppression offset, kept for its
-    /// [`replay`](crate::TransactionalSink::replay) since the last call.
-    pub(crate) fn take_replayed(&mut self) -> Vec<Item> {
-        std::mem::take(&mut self.replayed)
+    /// Records for the transactional sink from records below the suppression offset, kept for
+    /// its [`replay`](crate::TransactionalSink::replay) since the last call (`None`: none).
+    pub(crate) fn take_replayed(&mut self) -> Option<Box<dyn RecordList>> {
+        take_all(&mut self.replayed)
     }
 
-    /// How many replayed items [`take_replayed`](Self::take_replayed) would hand over.
+    /// How many records [`take_replayed`](Self::take_replayed) would hand over.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) fn replayed_len(&self) -> usize {
-        self.replayed.len()
+        list_len(&self.replayed)
+    }
+
+    /// Records for the transactional sink since the last call (`None`: none).
+    pub(crate) fn take_transactional(&mut self) -> Option<Box<dyn RecordList>> {
+        take_all(&mut self.transactional)
+    }
+
+    /// How many records [`take_transactional`](Self::take_transactional) would hand over.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn transactional_len(&self) -> usize {
+        list_len(&self.transactional)
     }
 
     /// Offsets below this are replayed, their outputs suppressed.
@@ -117,9 +136,11 @@ impl PartitionTask {
             topic: &self.topic,
             partition: self.partition,
             offset: last_offset,
+            now_ms,
             raw: None,
             dead_letter_topic: self.dead_letter_topic.as_deref(),
             out: &mut self.out,
+            transactional: &mut self.transactional,
             failure: &mut self.failure,
         };
         self.entry.tick(&mut cx, now_ms);
@@ -143,4 +164,15 @@ impl PartitionTask {
     pub(crate) fn partition(&self) -> i32 {
         self.partition
     }
+}
+
+fn list_len(list: &Option<Box<dyn RecordList>>) -> usize {
+    list.as_ref().map_or(0, |list| list.len())
+}
+
+/// The records of `list`, `None` when there are none.
+fn take_all(list: &mut Option<Box<dyn RecordList>>) -> Option<Box<dyn RecordList>> {
+    list.as_mut()
+        .filter(|list| list.len() > 0)
+        .map(|list| list.take_all())
 }

@@ -378,9 +378,8 @@ fn topology(
         // The sample names its host; the message key only spreads hosts over partitions.
         .stream_with::<(), Sample>(args.topic.clone(), SkipCodec, codec)
         // Poison goes to the dead-letter topic, counted by reason, before it reaches any
-        // per-host state; the receiver's clock is read here, at the edge.
-        .validate(move |_, sample| {
-            let now_ms = chrono::Utc::now().timestamp_millis();
+        // per-host state; the receiver's clock is the runtime's, read once per batch.
+        .validate_at(move |_, sample, now_ms| {
             limits.check(sample, now_ms).map_err(|problem| Rejection {
                 reason: problem.reason(),
                 message: format!("sample of {:?}: {problem}", truncated(&sample.entity)),
@@ -429,8 +428,9 @@ mod tests {
         // The detector's own path is tested on its own; here, what reaches it.
         let sink = anomaly_stream::MemorySink::<Record<(), Sample>>::new();
         let mut driver = TestDriver::new(topology(&args, PostcardCodec, sink.clone()).unwrap());
-
-        let now = chrono::Utc::now().timestamp_millis();
+        // The samples' times are checked against the driver's clock.
+        let now = 1_800_000_000_000;
+        driver.set_time(now).unwrap();
         // Keyed by host as the collector writes them; the detector reads only the value.
         let send = |driver: &mut TestDriver, host: &str, sample: Sample| {
             let mut value = Vec::new();

@@ -286,7 +286,8 @@ impl DetectorSink {
 
     /// Runs `batch`, read from source `partition`, through the detector.
     fn detect(&self, partition: i32, batch: Vec<Record<(), Sample>>) -> Vec<Detection> {
-        let mut out = Vec::new();
+        // About one detection per sample (its window's score): sized once, not grown.
+        let mut out = Vec::with_capacity(batch.len());
         let mut state = self.state.lock().expect("detector state lock");
         let mut refused = 0;
         let samples = batch.len() as u64;
