@@ -15,6 +15,8 @@ pub mod cmd;
 pub mod collect;
 pub mod config_file;
 pub mod detect;
+#[cfg(feature = "count-allocations")]
+pub mod heap_count;
 pub mod kafka_options;
 pub mod progress;
 pub mod store;

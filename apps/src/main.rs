@@ -4,6 +4,11 @@ use anomaly_apps::cmd;
 use anomaly_apps::telemetry::{self, LogFormat};
 use clap::{CommandFactory, Parser, Subcommand};
 
+#[cfg(feature = "count-allocations")]
+#[global_allocator]
+static HEAP: anomaly_apps::heap_count::CountingAllocator =
+    anomaly_apps::heap_count::CountingAllocator;
+
 /// Real-time anomaly detection for fleets of machines.
 ///
 /// Every flag can also come from its ANOMALY_* environment variable or from a TOML file named by

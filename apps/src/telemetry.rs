@@ -173,6 +173,8 @@ fn router(handle: PrometheusHandle, health: Health) -> Router {
             get(move || async move {
                 // Upkeep publishes descriptions registered since the last render.
                 handle.run_upkeep();
+                #[cfg(feature = "count-allocations")]
+                crate::heap_count::publish();
                 (
                     [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
                     handle.render(),
