@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::producer::AsyncProducer;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc::error::TrySendError;
@@ -470,7 +470,7 @@ pub(crate) fn spawn(
     if !has("linger.ms") {
         producer_config.set("linger.ms", "5");
     }
-    let producer: FutureProducer = producer_config.create()?;
+    let producer: AsyncProducer = producer_config.create()?;
     let topology = Arc::new(topology);
     let sinks = spawn_sinks(&rt, &topology, &settings, &stats);
     let shared = Arc::new(Shared {

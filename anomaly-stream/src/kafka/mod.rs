@@ -59,7 +59,10 @@
 
 mod batch;
 mod consumer;
+mod producer;
 mod worker;
+
+pub use producer::{AsyncProducer, Delivery, DeliveryFuture, OwnedDeliveryResult, Reports};
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{BatchPool, RecordBatch};
 use super::consumer::wall_clock_ms;
+use super::producer::{AsyncProducer, DeliveryFuture};
 use super::{KILL, RuntimeStats, Settings};
 use crate::error::{Error, Result};
 use crate::metrics as m;
@@ -41,7 +42,7 @@ pub(crate) struct SinkItem {
 /// State shared by the poll thread and every task.
 pub(crate) struct Shared {
     pub topology: Arc<Topology>,
-    pub producer: FutureProducer,
+    pub producer: AsyncProducer,
     /// Channel to each async sink's task, by sink index (`None` for the transactional sink).
     pub sinks: Vec<Option<mpsc::Sender<SinkItem>>>,
     pub stats: Arc<RuntimeStats>,

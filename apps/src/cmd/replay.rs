@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use anomaly_core::Sample;
 use anomaly_core::dataset::{self, DatasetKind};
 use anomaly_core::synthetic::{Injection, SyntheticHost};
+use anomaly_stream::kafka::AsyncProducer;
 use anyhow::{Context, bail};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 use crate::collect::SampleFormat;
 use crate::kafka_options::{KafkaOptions, idempotent_producer};
@@ -79,7 +80,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let source = Source::new(&args)?;
-    let producer: FutureProducer = args
+    let producer: AsyncProducer = args
         .kafka
         .apply(idempotent_producer(&args.brokers).set("linger.ms", "5"))
         .create()

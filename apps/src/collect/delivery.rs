@@ -19,11 +19,12 @@ use std::time::Duration;
 use anomaly_core::Sample;
 use anomaly_core::host::DeliveryBuffer;
 use anomaly_stream::codec::{Codec, JsonCodec, PostcardCodec};
+use anomaly_stream::kafka::AsyncProducer;
 use anyhow::Context;
 use metrics::{Counter, Gauge, counter, gauge};
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -144,7 +145,7 @@ pub struct DeliveryReport {
 
 /// The Kafka end of the buffer.
 pub struct Delivery {
-    producer: FutureProducer<QuietContext>,
+    producer: AsyncProducer<QuietContext>,
     topic: String,
     key: String,
     shared: Arc<Shared>,

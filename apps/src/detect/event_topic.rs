@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use anomaly_core::Anomaly;
+use anomaly_stream::kafka::{AsyncProducer, DeliveryFuture};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 use crate::telemetry::Health;
 
@@ -26,7 +27,7 @@ const LONGEST_BACKOFF: Duration = Duration::from_secs(5);
 /// Where anomaly events go besides the store.
 pub struct EventTopic {
     /// An idempotent producer (acks=all).
-    pub producer: FutureProducer,
+    pub producer: AsyncProducer,
     /// The topic, keyed by host, values JSON [`Anomaly`].
     pub topic: String,
 }
@@ -91,7 +92,7 @@ impl EventTopic {
                     self.producer
                         .send(record, Duration::from_secs(30))
                         .await
-                        .map_err(|(e, _)| format!("cannot publish an anomaly: {e}"))?;
+                        .map_err(|e| format!("cannot publish an anomaly: {e}"))?;
                 }
             }
         }

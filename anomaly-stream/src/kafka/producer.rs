@@ -1,0 +1,323 @@
+//! [`AsyncProducer`]: an asynchronous Kafka producer whose delivery reports are served by a thread
+//! that sleeps until librdkafka has one.
+//!
+//! rdkafka's `FutureProducer` serves them from a thread that polls in 100 ms slices, and each
+//! slice ends in about a millisecond of non-blocking polls (the remaining time is rounded down to
+//! whole milliseconds, so the last one is 0): about 1 % of a core per producer, idle or not. That
+//! was all of the collector's CPU at 1 Hz and a tenth of the detector's under load. Here
+//! librdkafka writes a byte to a socket when its queue of reports stops being empty, and the
+//! thread blocks on reading it.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use rdkafka::bindings as rd;
+use rdkafka::client::{Client, ClientContext, DefaultClientContext, OAuthToken};
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Message, ToBytes};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, FutureRecord, NoCustomPartitioner, Producer as _,
+    ProducerContext,
+};
+use rdkafka::statistics::Statistics;
+use rdkafka::util::Timeout;
+
+pub use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
+
+/// What a sent record's delivery resolves to: its report, or `Canceled` if the producer was
+/// dropped first (as rdkafka's `DeliveryFuture`).
+pub type DeliveryFuture = oneshot::Receiver<OwnedDeliveryResult>;
+
+/// An asynchronous Kafka producer: [`send_result`](Self::send_result) queues a record and returns
+/// a future of its delivery report. Clones share the producer; the last one dropped stops its
+/// thread, then purges and flushes as rdkafka's producers do.
+///
+/// Created from a `ClientConfig` with [`AsyncProducer::from_config`] (or `ClientConfig::create`).
+pub struct AsyncProducer<C: ClientContext + 'static = DefaultClientContext> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C: ClientContext + 'static> Clone for AsyncProducer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<C: ClientContext + 'static> {
+    producer: Arc<BaseProducer<Reports<C>>>,
+    stop: Arc<AtomicBool>,
+    /// Wakes the thread to stop.
+    wake: UnixStream,
+    /// librdkafka's end of the socket: it must outlive librdkafka's writes.
+    _signal: UnixStream,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<C: ClientContext + 'static> AsyncProducer<C> {
+    /// Creates the producer (no connection is made yet) with `context` for logs and errors.
+    pub fn from_config_and_context(config: &ClientConfig, context: C) -> KafkaResult<Self> {
+        let producer = Arc::new(BaseProducer::from_config_and_context(
+            config,
+            Reports { wrapped: context },
+        )?);
+        let io = |e: std::io::Error| KafkaError::ClientCreation(format!("delivery thread: {e}"));
+        let (mut reader, signal) = UnixStream::pair().map_err(io)?;
+        // A safety net: were a byte ever missed, a report would wait at most this long.
+        reader
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .map_err(io)?;
+        // librdkafka writes from its own threads, which must never block on a full socket.
+        signal.set_nonblocking(true).map_err(io)?;
+        let wake = signal.try_clone().map_err(io)?;
+        let queue = MainQueue::of(&producer);
+        queue.signal_to(&signal);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (producer, stop) = (Arc::clone(&producer), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("kafka deliveries".into())
+                .spawn(move || {
+                    let mut bytes = [0u8; 64];
+                    while !stop.load(Ordering::Acquire) {
+                        while queue.len() > 0 {
+                            producer.poll(Duration::ZERO);
+                        }
+                        // A report queued between the length and this read writes a byte first,
+                        // so nothing waits here with reports pending.
+                        match reader.read(&mut bytes) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    ErrorKind::Interrupted
+                                        | ErrorKind::WouldBlock
+                                        | ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                        }
+                    }
+                    queue.stop_signalling();
+                })
+                .map_err(io)?
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                producer,
+                stop,
+                wake,
+                _signal: signal,
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// Queues `record`; its delivery report comes through the returned future. A full queue
+    /// (`QueueFull`) or another immediate refusal gives the record back with the error.
+    #[allow(clippy::result_large_err)]
+    pub fn send_result<'a, K, P>(
+        &self,
+        record: FutureRecord<'a, K, P>,
+    ) -> Result<DeliveryFuture, (KafkaError, FutureRecord<'a, K, P>)>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let (tx, rx) = oneshot::channel();
+        let base = BaseRecord {
+            topic: record.topic,
+            partition: record.partition,
+            payload: record.payload,
+            key: record.key,
+            timestamp: record.timestamp,
+            headers: record.headers,
+            delivery_opaque: Box::new(tx),
+        };
+        self.inner
+            .producer
+            .send(base)
+            .map(|()| rx)
+            .map_err(|(e, base)| {
+                let record = FutureRecord {
+                    topic: base.topic,
+                    partition: base.partition,
+                    payload: base.payload,
+                    key: base.key,
+                    timestamp: base.timestamp,
+                    headers: base.headers,
+                };
+                (e, record)
+            })
+    }
+
+    /// Queues `record`, waiting for room while the producer's queue is full (up to
+    /// `queue_timeout`), then waits for its delivery.
+    pub async fn send<K, P>(
+        &self,
+        mut record: FutureRecord<'_, K, P>,
+        queue_timeout: Duration,
+    ) -> Result<Delivery, KafkaError>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let deadline = std::time::Instant::now() + queue_timeout;
+        loop {
+            match self.send_result(record) {
+                Ok(delivery) => {
+                    return match delivery.await {
+                        Ok(Ok(delivered)) => Ok(delivered),
+                        Ok(Err((e, _))) => Err(e),
+                        Err(_) => Err(KafkaError::Canceled),
+                    };
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for every queued record to be delivered (or to fail).
+    pub fn flush<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
+        self.inner.producer.flush(timeout)
+    }
+
+    /// The rdkafka client, for metadata and other requests.
+    pub fn client(&self) -> &Client<Reports<C>> {
+        self.inner.producer.client()
+    }
+}
+
+impl AsyncProducer {
+    /// Creates the producer (no connection is made yet) with the default context.
+    pub fn from_config(config: &ClientConfig) -> KafkaResult<Self> {
+        Self::from_config_and_context(config, DefaultClientContext)
+    }
+}
+
+impl rdkafka::config::FromClientConfig for AsyncProducer {
+    fn from_config(config: &ClientConfig) -> KafkaResult<Self> {
+        AsyncProducer::from_config(config)
+    }
+}
+
+impl<C: ClientContext + 'static> FromClientConfigAndContext<C> for AsyncProducer<C> {
+    fn from_config_and_context(config: &ClientConfig, context: C) -> KafkaResult<Self> {
+        AsyncProducer::from_config_and_context(config, context)
+    }
+}
+
+impl<C: ClientContext + 'static> Drop for Inner<C> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = (&self.wake).write(b"s");
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The producer's main queue (where delivery reports land), held for its length and its
+/// signalling socket.
+struct MainQueue(*mut rd::rd_kafka_queue_t);
+
+// SAFETY: librdkafka's queue handles are thread-safe; the handle is only released in `Drop`.
+unsafe impl Send for MainQueue {}
+
+impl MainQueue {
+    fn of<C: ClientContext + 'static>(producer: &BaseProducer<Reports<C>>) -> Self {
+        // SAFETY: the client pointer is valid while `producer` lives, and the returned handle
+        // holds its own reference to the queue (released in `Drop`).
+        Self(unsafe { rd::rd_kafka_queue_get_main(producer.client().native_ptr()) })
+    }
+
+    /// librdkafka writes a byte to `socket` whenever the queue stops being empty.
+    fn signal_to(&self, socket: &UnixStream) {
+        // SAFETY: the queue handle is valid; the payload is static; the socket outlives the
+        // signalling (`stop_signalling` runs before the producer's `Inner`, which owns it, drops).
+        unsafe {
+            rd::rd_kafka_queue_io_event_enable(self.0, socket.as_raw_fd(), b"r".as_ptr().cast(), 1)
+        }
+    }
+
+    fn stop_signalling(&self) {
+        // SAFETY: the queue handle is valid; fd -1 turns the signalling off.
+        unsafe { rd::rd_kafka_queue_io_event_enable(self.0, -1, std::ptr::null(), 0) }
+    }
+
+    fn len(&self) -> usize {
+        // SAFETY: the queue handle is valid.
+        unsafe { rd::rd_kafka_queue_length(self.0) }
+    }
+}
+
+impl Drop for MainQueue {
+    fn drop(&mut self) {
+        // SAFETY: the handle was obtained from `rd_kafka_queue_get_main` and is released once.
+        unsafe { rd::rd_kafka_queue_destroy(self.0) }
+    }
+}
+
+/// The producer's context: completes each record's delivery future, and hands logs and errors
+/// to the wrapped context.
+pub struct Reports<C> {
+    wrapped: C,
+}
+
+impl<C: ClientContext + 'static> ClientContext for Reports<C> {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = C::ENABLE_REFRESH_OAUTH_TOKEN;
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.wrapped.log(level, fac, log_message);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.wrapped.stats(statistics);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.wrapped.stats_raw(statistics)
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.wrapped.error(error, reason);
+    }
+
+    fn generate_oauth_token(
+        &self,
+        oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.wrapped.generate_oauth_token(oauthbearer_config)
+    }
+}
+
+impl<C: ClientContext + 'static> ProducerContext<NoCustomPartitioner> for Reports<C> {
+    type DeliveryOpaque = Box<oneshot::Sender<OwnedDeliveryResult>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tx: Self::DeliveryOpaque) {
+        let owned = match result {
+            Ok(message) => Ok(Delivery {
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp: message.timestamp(),
+            }),
+            Err((error, message)) => Err((error.clone(), message.detach())),
+        };
+        // The sender may have stopped waiting: nothing to tell.
+        let _ = tx.send(owned);
+    }
+}
