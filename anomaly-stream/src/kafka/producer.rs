@@ -88,8 +88,26 @@ impl<C: ClientContext + 'static> AsyncProducer<C> {
                 .spawn(move || {
                     let mut bytes = [0u8; 64];
                     while !stop.load(Ordering::Acquire) {
-                        while queue.len() > 0 {
+                        // Serve what is queued. Reports arriving as fast as they are served
+                        // keep the length up; so would polls that stop taking anything, which
+                        // must not become a spin: every 8 polls that leave the length as it was
+                        // pause a millisecond.
+                        let mut unchanged = 0;
+                        while !stop.load(Ordering::Acquire) {
+                            let queued = queue.len();
+                            if queued == 0 {
+                                break;
+                            }
                             producer.poll(Duration::ZERO);
+                            if queue.len() < queued {
+                                unchanged = 0;
+                                continue;
+                            }
+                            unchanged += 1;
+                            if unchanged == 8 {
+                                std::thread::sleep(Duration::from_millis(1));
+                                unchanged = 0;
+                            }
                         }
                         // A report queued between the length and this read writes a byte first,
                         // so nothing waits here with reports pending.
