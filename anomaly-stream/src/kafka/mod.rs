@@ -62,7 +62,7 @@ mod consumer;
 mod producer;
 mod worker;
 
-pub use producer::{AsyncProducer, Delivery, DeliveryFuture, OwnedDeliveryResult, Reports};
+pub use producer::{AsyncProducer, Delivery, DeliveryFuture, OwnedDeliveryResult};
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use rdkafka::bindings as rd;
-use rdkafka::client::{Client, ClientContext, DefaultClientContext, OAuthToken};
+use rdkafka::client::{ClientContext, DefaultClientContext, OAuthToken};
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Message, ToBytes};
@@ -55,10 +55,9 @@ impl<C: ClientContext + 'static> Clone for AsyncProducer<C> {
 struct Inner<C: ClientContext + 'static> {
     producer: Arc<BaseProducer<Reports<C>>>,
     stop: Arc<AtomicBool>,
-    /// Wakes the thread to stop.
-    wake: UnixStream,
-    /// librdkafka's end of the socket: it must outlive librdkafka's writes.
-    _signal: UnixStream,
+    /// librdkafka's end of the socket, which must outlive its writes; also wakes the thread to
+    /// stop.
+    signal: UnixStream,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -77,7 +76,6 @@ impl<C: ClientContext + 'static> AsyncProducer<C> {
             .map_err(io)?;
         // librdkafka writes from its own threads, which must never block on a full socket.
         signal.set_nonblocking(true).map_err(io)?;
-        let wake = signal.try_clone().map_err(io)?;
         let queue = MainQueue::of(&producer);
         queue.signal_to(&signal);
         let stop = Arc::new(AtomicBool::new(false));
@@ -132,8 +130,7 @@ impl<C: ClientContext + 'static> AsyncProducer<C> {
             inner: Arc::new(Inner {
                 producer,
                 stop,
-                wake,
-                _signal: signal,
+                signal,
                 thread: Some(thread),
             }),
         })
@@ -177,29 +174,24 @@ impl<C: ClientContext + 'static> AsyncProducer<C> {
             })
     }
 
-    /// Queues `record`, waiting for room while the producer's queue is full (up to
-    /// `queue_timeout`), then waits for its delivery.
-    pub async fn send<K, P>(
+    /// Queues `record`, waiting for room while the producer's queue is full (for up to
+    /// `queue_timeout`; `None`: as long as it takes, which is backpressure), and returns the
+    /// future of its delivery report.
+    pub async fn enqueue<K, P>(
         &self,
         mut record: FutureRecord<'_, K, P>,
-        queue_timeout: Duration,
-    ) -> Result<Delivery, KafkaError>
+        queue_timeout: Option<Duration>,
+    ) -> Result<DeliveryFuture, KafkaError>
     where
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
     {
-        let deadline = std::time::Instant::now() + queue_timeout;
+        let deadline = queue_timeout.map(|t| std::time::Instant::now() + t);
         loop {
             match self.send_result(record) {
-                Ok(delivery) => {
-                    return match delivery.await {
-                        Ok(Ok(delivered)) => Ok(delivered),
-                        Ok(Err((e, _))) => Err(e),
-                        Err(_) => Err(KafkaError::Canceled),
-                    };
-                }
+                Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if std::time::Instant::now() < deadline =>
+                    if deadline.is_none_or(|d| std::time::Instant::now() < d) =>
                 {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -209,14 +201,27 @@ impl<C: ClientContext + 'static> AsyncProducer<C> {
         }
     }
 
+    /// Queues `record` as [`enqueue`](Self::enqueue) does (up to `queue_timeout`), then waits
+    /// for its delivery.
+    pub async fn send<K, P>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        queue_timeout: Duration,
+    ) -> Result<Delivery, KafkaError>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        match self.enqueue(record, Some(queue_timeout)).await?.await {
+            Ok(Ok(delivered)) => Ok(delivered),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        }
+    }
+
     /// Waits up to `timeout` for every queued record to be delivered (or to fail).
     pub fn flush<T: Into<Timeout>>(&self, timeout: T) -> KafkaResult<()> {
         self.inner.producer.flush(timeout)
-    }
-
-    /// The rdkafka client, for metadata and other requests.
-    pub fn client(&self) -> &Client<Reports<C>> {
-        self.inner.producer.client()
     }
 }
 
@@ -242,7 +247,7 @@ impl<C: ClientContext + 'static> FromClientConfigAndContext<C> for AsyncProducer
 impl<C: ClientContext + 'static> Drop for Inner<C> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        let _ = (&self.wake).write(b"s");
+        let _ = (&self.signal).write(b"s");
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -292,7 +297,7 @@ impl Drop for MainQueue {
 
 /// The producer's context: completes each record's delivery future, and hands logs and errors
 /// to the wrapped context.
-pub struct Reports<C> {
+struct Reports<C> {
     wrapped: C,
 }
 

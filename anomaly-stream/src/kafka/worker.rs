@@ -4,7 +4,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use tokio::sync::{mpsc, oneshot};
@@ -333,28 +332,22 @@ impl Worker {
         if let Some(key) = &msg.key {
             record = record.key(key);
         }
-        loop {
-            match self.shared.producer.send_result(record) {
-                Ok(delivery) => {
-                    self.shared.stats.add_buffered(1);
-                    if self.acks.send((delivery, offset)).await.is_err() {
-                        self.shared.stats.add_buffered(-1);
-                        return Err(Error::Kafka("delivery acker stopped".into()));
-                    }
-                    return Ok(());
+        // A full producer queue is waited out: backpressure.
+        match self.shared.producer.enqueue(record, None).await {
+            Ok(delivery) => {
+                self.shared.stats.add_buffered(1);
+                if self.acks.send((delivery, offset)).await.is_err() {
+                    self.shared.stats.add_buffered(-1);
+                    return Err(Error::Kafka("delivery acker stopped".into()));
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    // The producer's own queue is full: wait for deliveries (backpressure).
-                    record = r;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => {
-                    metrics::counter!(m::SINK_ERRORS, "sink" => msg.topic.clone()).increment(1);
-                    return Err(Error::Sink {
-                        sink: msg.topic.clone(),
-                        message: e.to_string(),
-                    });
-                }
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!(m::SINK_ERRORS, "sink" => msg.topic.clone()).increment(1);
+                Err(Error::Sink {
+                    sink: msg.topic.clone(),
+                    message: e.to_string(),
+                })
             }
         }
     }
