@@ -218,7 +218,8 @@ fn unwrap_list<T: 'static>(name: &str, list: Option<Box<dyn RecordList>>) -> Res
     }
 }
 
-fn unexpected_type(name: &str) -> Error {
+/// The error of a record reaching sink `name` as another type than the sink's (a runtime bug).
+pub(crate) fn unexpected_type(name: &str) -> Error {
     Error::Sink {
         sink: name.to_owned(),
         message: "record of an unexpected type (internal error)".into(),

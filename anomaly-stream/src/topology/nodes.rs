@@ -9,6 +9,7 @@ use super::context::{Cx, Entry, Node, min_opt};
 use super::record::{Emitted, OutgoingMessage, Record, Rejection};
 use crate::codec::Codec;
 use crate::error::Error;
+use crate::sink::unexpected_type;
 
 pub(super) struct Decode<K, V> {
     pub(super) key_codec: Arc<dyn Codec<K>>,
@@ -216,12 +217,7 @@ impl<K: Send + 'static, V: Send + 'static> Node<K, V> for ToTransactional<K, V> 
             Some(list) => list.push(record),
             // A topology has one transactional sink, fed by this operator alone: unreachable
             // unless the runtime mixed up lists, which must stop it rather than lose records.
-            None if cx.failure.is_none() => {
-                *cx.failure = Some(Error::Sink {
-                    sink: self.name.clone(),
-                    message: "record of an unexpected type (internal error)".into(),
-                });
-            }
+            None if cx.failure.is_none() => *cx.failure = Some(unexpected_type(&self.name)),
             None => {}
         }
     }
