@@ -228,9 +228,7 @@ impl DetectorLifecycle {
                 if due && self.retraining.is_none() && self.rolling.len() >= self.plan.samples {
                     let mut rows: BTreeMap<String, Vec<f64>> = BTreeMap::new();
                     for s in &self.rolling {
-                        rows.entry(s.entity.to_string())
-                            .or_default()
-                            .extend(&s.values);
+                        add_row(&mut rows, s);
                     }
                     tracing::info!(
                         samples = self.rolling.len(),
@@ -251,12 +249,7 @@ impl DetectorLifecycle {
                 if let Some(gap) = last.map(|l| sample.timestamp_ms - l) {
                     *interval_ms = (*interval_ms).max(gap.min(MAX_INTERVAL_MS));
                 }
-                match rows.get_mut(sample.entity.as_str()) {
-                    Some(host_rows) => host_rows.extend(&sample.values),
-                    None => {
-                        rows.insert(sample.entity.to_string(), sample.values.to_vec());
-                    }
-                }
+                add_row(rows, &sample);
                 *count += 1;
                 if *count >= self.plan.samples {
                     let (rows, interval_ms) = (std::mem::take(rows), *interval_ms);
@@ -439,6 +432,16 @@ impl DetectorLifecycle {
 
 fn thread_died() -> Error {
     Error::Training("the training thread died".into())
+}
+
+/// Appends `sample`'s values to its host's training rows (a name is copied once per host).
+fn add_row(rows: &mut BTreeMap<String, Vec<f64>>, sample: &Sample) {
+    match rows.get_mut(sample.entity.as_str()) {
+        Some(host_rows) => host_rows.extend(&sample.values),
+        None => {
+            rows.insert(sample.entity.to_string(), sample.values.to_vec());
+        }
+    }
 }
 
 #[cfg(test)]
