@@ -67,10 +67,18 @@ async fn deliveries_are_reported_in_order_and_the_idle_producer_sleeps() {
         .set("acks", "all")
         .create()
         .unwrap();
-    let mine: Vec<u64> = threads("kafka deliv")
-        .into_iter()
-        .filter(|t| !before.contains(t))
-        .collect();
+    // The new thread names itself once it runs, so it may not carry its name yet.
+    let mut mine: Vec<u64> = Vec::new();
+    for _ in 0..500 {
+        mine = threads("kafka deliv")
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .collect();
+        if !mine.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(mine.len(), 1, "one delivery thread per producer");
     let thread = mine[0];
 
