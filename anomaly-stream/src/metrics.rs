@@ -24,8 +24,8 @@ pub const WINDOW_EMITS: &str = "anomaly_stream_window_emits_total";
 /// Labels: `topic`.
 pub const REPLAY_SUPPRESSED: &str = "anomaly_stream_replay_suppressed_total";
 /// Histogram: seconds to run one source record through its pipeline (decode to sink hand-off,
-/// excluding transaction writes), each record of a batch counted with the batch's mean.
-/// Labels: `topic`.
+/// excluding transaction writes): one observation per batch of records, its mean per record (so
+/// the count is of batches). Labels: `topic`.
 pub const PROCESSING_SECONDS: &str = "anomaly_stream_processing_seconds";
 /// Gauge: high watermark minus next offset to consume. Labels: `topic`, `partition`.
 pub const CONSUMER_LAG: &str = "anomaly_stream_consumer_lag";
@@ -77,7 +77,7 @@ pub fn describe() {
     describe_histogram!(
         PROCESSING_SECONDS,
         Unit::Seconds,
-        "Time to run one source record through its pipeline."
+        "Time to run one source record through its pipeline (a batch's mean; one observation per batch)."
     );
     describe_gauge!(
         CONSUMER_LAG,

@@ -1,4 +1,4 @@
-//! The poll thread: consumer, rebalance callbacks, pausing and commits.
+//! The poll thread: consumer, rebalance callbacks and commits (its record flow is in `intake`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use super::producer::AsyncProducer;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
-use tokio::sync::mpsc::error::TrySendError;
+use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 
 use super::batch::RecordBatch;
-use super::worker::{Input, Shared, WorkerHandle, lock, spawn_sinks, spawn_worker};
+use super::queue::{Messages, Queue, Wakeup};
+use super::worker::{Shared, WorkerHandle, lock, spawn_sinks, spawn_worker};
 use super::{KILL, RUN, RuntimeStats, Settings};
 use crate::error::{Error, Result};
 use crate::metrics as m;
@@ -23,30 +22,42 @@ use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
 use crate::topology::Topology;
 
 /// One assigned partition as the poll thread sees it.
-struct Slot {
-    worker: WorkerHandle,
+pub(super) struct Slot {
+    pub(super) worker: WorkerHandle,
     /// Paused for backpressure: the first offset not handed to the worker, sought back to on
     /// resume.
-    paused_at: Option<u64>,
+    pub(super) paused_at: Option<u64>,
     /// Offsets below this were taken into `pending` or handed to the worker (later copies are
     /// dropped).
-    next_expected: u64,
-    last_committed: CommitPoint,
+    pub(super) next_expected: u64,
+    pub(super) last_committed: CommitPoint,
     /// Records taken from librdkafka and not yet handed to the worker.
-    pending: RecordBatch,
+    pub(super) pending: RecordBatch,
 }
 
 /// Most records taken from librdkafka in one round before the poll thread hands batches over
 /// and does its periodic work (commits, ticks, resumes).
 const POLL_ROUND: usize = 4096;
 
+/// Longest sleep of an idle poll thread: its periodic work (commits, ticks, resumes) waits at
+/// most this long.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// The slots, by topic and partition.
+type Slots = HashMap<(String, i32), Slot>;
+
 pub(crate) struct PollState {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     /// Never subscribed: commits each partition's replay position as its offset in the group
     /// `<group.id>.replay`, for brokers that drop commit metadata (nisshi does).
     replay: BaseConsumer,
     rt: tokio::runtime::Handle,
-    slots: Mutex<HashMap<(String, i32), Slot>>,
+    slots: Mutex<Slots>,
+    /// Where every assigned partition's records are forwarded, so that the poll thread takes
+    /// them a batch at a time (rdkafka's poll is a call and an allocation per message); the
+    /// consumer's own queue keeps the rebalances, errors and statistics. Set once the consumer
+    /// exists; taken out before it is dropped (a queue must not outlive its client).
+    fetch: Mutex<Option<Arc<Queue>>>,
 }
 
 pub(crate) struct Context {
@@ -83,6 +94,7 @@ impl ConsumerContext for Context {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.state.forward_fetches(consumer, tpl);
                 if let Err(e) = self.state.assign(consumer, tpl) {
                     self.state.shared.stats.set_fatal(&e);
                 }
@@ -111,11 +123,41 @@ impl ConsumerContext for Context {
     }
 }
 
-type Consumer_ = BaseConsumer<Context>;
+pub(super) type Consumer_ = BaseConsumer<Context>;
 
 impl PollState {
-    fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), Slot>> {
+    pub(super) fn lock_slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fetch_queue(&self) -> std::sync::MutexGuard<'_, Option<Arc<Queue>>> {
+        self.fetch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends the records of every partition in `tpl` to the fetch queue.
+    fn forward_fetches(&self, consumer: &Consumer_, tpl: &TopicPartitionList) {
+        let Some(fetch) = self.fetch_queue().clone() else {
+            return;
+        };
+        for e in tpl.elements() {
+            // SAFETY: the consumer's client is live, and the fetch queue is its own.
+            let forwarded = unsafe {
+                Queue::forward_partition(
+                    consumer.client().native_ptr(),
+                    e.topic(),
+                    e.partition(),
+                    &fetch,
+                )
+            };
+            if !forwarded {
+                // Its records then come through the consumer's own queue, one poll each.
+                tracing::warn!(
+                    topic = e.topic(),
+                    partition = e.partition(),
+                    "could not forward a partition's records"
+                );
+            }
+        }
     }
 
     /// Reads where each assigned partition stands, points the assignment at the replay start
@@ -285,138 +327,6 @@ impl PollState {
         let mut slots = self.lock_slots();
         self.commit_slots(consumer, slots.iter_mut());
     }
-
-    /// Takes a fetched record into its partition's pending batch; hands the batch over once it
-    /// is full.
-    fn on_message(&self, consumer: &Consumer_, msg: &BorrowedMessage<'_>) {
-        let (topic, partition) = (msg.topic(), msg.partition());
-        let mut slots = self.lock_slots();
-        // A linear search: an instance holds few partitions, and a map lookup would need an owned
-        // topic name per record.
-        let Some((key, slot)) = slots
-            .iter_mut()
-            .find(|((t, p), _)| *p == partition && t == topic)
-        else {
-            return;
-        };
-        let offset = msg.offset() as u64;
-        if offset < slot.next_expected || slot.paused_at.is_some() {
-            return;
-        }
-        slot.pending.push(
-            offset,
-            msg.key(),
-            msg.payload().unwrap_or_default(),
-            msg.timestamp().to_millis().unwrap_or(0),
-        );
-        slot.next_expected = offset + 1;
-        if slot.pending.len() >= self.shared.settings.batch_records() {
-            self.hand_over(consumer, key, slot);
-        }
-    }
-
-    /// Hands every partition's pending records to its worker.
-    fn hand_over_all(&self, consumer: &Consumer_) {
-        let mut slots = self.lock_slots();
-        for (key, slot) in slots.iter_mut() {
-            self.hand_over(consumer, key, slot);
-        }
-    }
-
-    /// Hands `slot`'s pending batch to its worker, waiting up to `backpressure_wait` for room;
-    /// when the queue stays full, pauses the partition at the batch's first record instead.
-    fn hand_over(&self, consumer: &Consumer_, key: &(String, i32), slot: &mut Slot) {
-        let Some(first) = slot.pending.first_offset() else {
-            return;
-        };
-        let batch = std::mem::replace(&mut slot.pending, slot.worker.pool.take());
-        // Counted while it waits for room, so a full queue plus one batch per partition bounds
-        // the count.
-        let records = batch.len() as i64;
-        self.shared.stats.add_buffered(records);
-        // A full queue usually drains within moments; pausing (and re-fetching on resume) is for
-        // a worker that stays stuck. Nothing else takes the slots' lock while this thread waits:
-        // every user of it runs on this thread.
-        let mut deadline = None;
-        let mut input = Input::Records(batch);
-        let sent = loop {
-            match slot.worker.tx.try_send(input) {
-                Err(TrySendError::Full(back)) => {
-                    let now = Instant::now();
-                    let until =
-                        *deadline.get_or_insert(now + self.shared.settings.backpressure_wait);
-                    if now >= until {
-                        break Err(TrySendError::Full(back));
-                    }
-                    input = back;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                other => break other,
-            }
-        };
-        let unsent = match sent {
-            Ok(()) => return,
-            Err(TrySendError::Full(unsent) | TrySendError::Closed(unsent)) => unsent,
-        };
-        self.shared.stats.add_buffered(-records);
-        if let Input::Records(batch) = unsent {
-            slot.worker.pool.give(batch);
-        }
-        if slot.worker.tx.is_closed() {
-            return;
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&key.0, key.1);
-        match consumer.pause(&tpl) {
-            Ok(()) => {
-                slot.paused_at = Some(first);
-                slot.next_expected = first;
-                self.shared.stats.inc_pauses();
-                metrics::counter!(m::PARTITION_PAUSES, "topic" => key.0.clone()).increment(1);
-            }
-            Err(e) => {
-                self.shared.stats.set_fatal(&Error::from(e));
-            }
-        }
-    }
-
-    /// Resumes paused partitions whose queue drained to half, seeking back to the first record
-    /// that did not fit.
-    fn resume_ready(&self, consumer: &Consumer_) {
-        let mut slots = self.lock_slots();
-        let half = self.shared.settings.queued_batches().div_ceil(2);
-        for ((topic, partition), slot) in slots.iter_mut() {
-            let Some(offset) = slot.paused_at else {
-                continue;
-            };
-            if slot.worker.tx.capacity() < half {
-                continue;
-            }
-            let seek = consumer.seek(
-                topic,
-                *partition,
-                Offset::Offset(offset as i64),
-                Duration::from_secs(5),
-            );
-            if let Err(e) = seek {
-                tracing::warn!(%topic, partition, error = %e, "seek before resume failed; retrying");
-                continue;
-            }
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(topic, *partition);
-            match consumer.resume(&tpl) {
-                Ok(()) => slot.paused_at = None,
-                Err(e) => tracing::warn!(%topic, partition, error = %e, "resume failed; retrying"),
-            }
-        }
-    }
-
-    fn tick_all(&self, now_ms: i64) {
-        for slot in self.lock_slots().values() {
-            // A full queue means the worker is busy; it gets the next tick.
-            let _ = slot.worker.tx.try_send(Input::Tick(now_ms));
-        }
-    }
 }
 
 pub(super) fn wall_clock_ms() -> i64 {
@@ -496,31 +406,67 @@ pub(crate) fn spawn(
         replay,
         rt,
         slots: Mutex::new(HashMap::new()),
+        fetch: Mutex::new(None),
     });
     let consumer: Consumer_ = consumer_config.create_with_context(Context {
         state: Arc::clone(&state),
     })?;
+    let client = consumer.client().native_ptr();
+    let wakeup = Wakeup::new(IDLE_WAIT)
+        .map_err(|e| Error::Kafka(format!("creating the poll thread's wake-up: {e}")))?;
+    // SAFETY: the consumer's client is live; both handles are dropped before the consumer (at
+    // the end of `poll_loop`).
+    let (fetch, events) = unsafe { (Queue::new(client), Queue::consumer(client)) };
+    let (Some(fetch), Some(events)) = (fetch, events) else {
+        return Err(Error::Kafka("librdkafka gave no consumer queues".into()));
+    };
+    fetch.signal_to(wakeup.signal());
+    events.signal_to(wakeup.signal());
+    let fetch = Arc::new(fetch);
+    *state.fetch_queue() = Some(Arc::clone(&fetch));
     consumer.subscribe(&topology.source_topics())?;
+    let queues = Queues {
+        fetch,
+        events,
+        wakeup,
+    };
     std::thread::Builder::new()
         .name("anomaly-stream-poll".into())
-        .spawn(move || poll_loop(consumer, state, settings))
+        .spawn(move || poll_loop(consumer, state, queues, settings))
         .map_err(|e| Error::Kafka(format!("spawning the poll thread: {e}")))
 }
 
-fn poll_loop(consumer: Consumer_, state: Arc<PollState>, settings: Settings) -> Result<()> {
+/// The poll thread's queues and what wakes it.
+struct Queues {
+    /// Every assigned partition's records.
+    fetch: Arc<Queue>,
+    /// The consumer's own queue, held to signal the wake-up.
+    events: Queue,
+    wakeup: Wakeup,
+}
+
+fn poll_loop(
+    consumer: Consumer_,
+    state: Arc<PollState>,
+    queues: Queues,
+    settings: Settings,
+) -> Result<()> {
     let shared = Arc::clone(&state.shared);
     let mut last_commit = Instant::now();
     let mut last_tick = Instant::now();
+    let mut messages = Messages::default();
     while shared.control.load(Ordering::SeqCst) == RUN && shared.stats.fatal().is_none() {
         // Everything librdkafka has fetched, up to a round's worth, then the batches go out.
-        let mut timeout = Duration::from_millis(20);
+        let mut taken = state.take_fetched(&consumer, &queues.fetch, &mut messages, POLL_ROUND);
+        // Rebalances, errors and statistics (and the records of a partition that could not be
+        // forwarded).
         for _ in 0..POLL_ROUND {
-            match consumer.poll(timeout) {
+            match consumer.poll(Duration::ZERO) {
                 Some(Ok(msg)) => state.on_message(&consumer, &msg),
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 None => break,
             }
-            timeout = Duration::ZERO;
+            taken += 1;
         }
         state.hand_over_all(&consumer);
         state.resume_ready(&consumer);
@@ -533,6 +479,10 @@ fn poll_loop(consumer: Consumer_, state: Arc<PollState>, settings: Settings) -> 
             state.tick_all(wall_clock_ms());
             last_tick = Instant::now();
         }
+        if taken == 0 {
+            // Both queues signal when they stop being empty, so nothing waits here unseen.
+            queues.wakeup.wait();
+        }
     }
     let kill = shared.control.load(Ordering::SeqCst) == KILL;
     // Graceful stop or failure: commit what is acknowledged (safe either way). Kill: nothing.
@@ -543,6 +493,11 @@ fn poll_loop(consumer: Consumer_, state: Arc<PollState>, settings: Settings) -> 
     for _ in 0..3 {
         let _ = consumer.poll(Duration::from_millis(10));
     }
+    queues.fetch.stop_signalling();
+    queues.events.stop_signalling();
+    drop(state.fetch_queue().take());
+    drop(messages);
+    drop(queues);
     drop(consumer);
     match shared.stats.fatal() {
         Some(message) => Err(Error::Kafka(message)),

@@ -6,7 +6,11 @@
 //! * One **poll thread** (a plain OS thread, not a tokio worker) owns the `BaseConsumer`: it
 //!   polls, hands records to partition workers in batches through bounded channels, pauses
 //!   partitions whose channel is full, commits, and runs the rebalance callbacks (which may block
-//!   it safely). It takes every record librdkafka has already fetched (up to
+//!   it safely). Every assigned partition's records are forwarded to one queue of librdkafka's
+//!   that the thread takes hundreds of messages from per call (rdkafka's `poll` costs a call and
+//!   an allocation per message); the consumer's own queue keeps rebalances, errors and
+//!   statistics. Both wake the thread through a socket when they stop being empty, so an idle
+//!   thread sleeps. It takes every record librdkafka has already fetched (up to
 //!   [`poll_batch`](KafkaRuntimeBuilder::poll_batch) per partition) before handing a partition's
 //!   batch over; the batch's buffers come back to the poll thread for reuse, so handing records
 //!   over allocates nothing in steady state and wakes a worker once per batch.
@@ -59,7 +63,9 @@
 
 mod batch;
 mod consumer;
+mod intake;
 mod producer;
+mod queue;
 mod worker;
 
 pub use producer::{AsyncProducer, Delivery, DeliveryFuture, OwnedDeliveryResult};

@@ -8,16 +8,12 @@
 //! librdkafka writes a byte to a socket when its queue of reports stops being empty, and the
 //! thread blocks on reading it.
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use futures::channel::oneshot;
-use rdkafka::bindings as rd;
 use rdkafka::client::{ClientContext, DefaultClientContext, OAuthToken};
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -30,6 +26,8 @@ use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
 
 pub use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
+
+use super::queue::{Queue, Wakeup};
 
 /// What a sent record's delivery resolves to: its report, or `Canceled` if the producer was
 /// dropped first (as rdkafka's `DeliveryFuture`).
@@ -55,9 +53,9 @@ impl<C: ClientContext + 'static> Clone for AsyncProducer<C> {
 struct Inner<C: ClientContext + 'static> {
     producer: Arc<BaseProducer<Reports<C>>>,
     stop: Arc<AtomicBool>,
-    /// librdkafka's end of the socket, which must outlive its writes; also wakes the thread to
+    /// The socket librdkafka writes to, which must outlive its writes; also wakes the thread to
     /// stop.
-    signal: UnixStream,
+    wakeup: Arc<Wakeup>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -69,22 +67,24 @@ impl<C: ClientContext + 'static> AsyncProducer<C> {
             Reports { wrapped: context },
         )?);
         let io = |e: std::io::Error| KafkaError::ClientCreation(format!("delivery thread: {e}"));
-        let (mut reader, signal) = UnixStream::pair().map_err(io)?;
-        // A safety net: were a byte ever missed, a report would wait at most this long.
-        reader
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .map_err(io)?;
-        // librdkafka writes from its own threads, which must never block on a full socket.
-        signal.set_nonblocking(true).map_err(io)?;
-        let queue = MainQueue::of(&producer);
-        queue.signal_to(&signal);
+        // The timeout is a safety net: were a byte ever missed, a report would wait at most this
+        // long.
+        let wakeup = Arc::new(Wakeup::new(Duration::from_secs(1)).map_err(io)?);
+        // SAFETY: the producer's client is live; the handle is dropped by the thread, before
+        // the thread's producer handle.
+        let queue = unsafe { Queue::main(producer.client().native_ptr()) }
+            .ok_or_else(|| KafkaError::ClientCreation("no main queue".into()))?;
+        queue.signal_to(wakeup.signal());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (producer, stop) = (Arc::clone(&producer), Arc::clone(&stop));
+            let (producer, stop, wakeup) = (
+                Arc::clone(&producer),
+                Arc::clone(&stop),
+                Arc::clone(&wakeup),
+            );
             std::thread::Builder::new()
                 .name("kafka deliveries".into())
                 .spawn(move || {
-                    let mut bytes = [0u8; 64];
                     while !stop.load(Ordering::Acquire) {
                         // Serve what is queued. Reports arriving as fast as they are served
                         // keep the length up; so would polls that stop taking anything, which
@@ -107,22 +107,12 @@ impl<C: ClientContext + 'static> AsyncProducer<C> {
                                 unchanged = 0;
                             }
                         }
-                        // A report queued between the length and this read writes a byte first,
+                        // A report queued between the length and this wait writes a byte first,
                         // so nothing waits here with reports pending.
-                        match reader.read(&mut bytes) {
-                            Ok(0) => break,
-                            Ok(_) => {}
-                            Err(e)
-                                if matches!(
-                                    e.kind(),
-                                    ErrorKind::Interrupted
-                                        | ErrorKind::WouldBlock
-                                        | ErrorKind::TimedOut
-                                ) => {}
-                            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                        }
+                        wakeup.wait();
                     }
                     queue.stop_signalling();
+                    drop(queue);
                 })
                 .map_err(io)?
         };
@@ -130,7 +120,7 @@ impl<C: ClientContext + 'static> AsyncProducer<C> {
             inner: Arc::new(Inner {
                 producer,
                 stop,
-                signal,
+                wakeup,
                 thread: Some(thread),
             }),
         })
@@ -247,51 +237,10 @@ impl<C: ClientContext + 'static> FromClientConfigAndContext<C> for AsyncProducer
 impl<C: ClientContext + 'static> Drop for Inner<C> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        let _ = (&self.signal).write(b"s");
+        self.wakeup.wake();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// The producer's main queue (where delivery reports land), held for its length and its
-/// signalling socket.
-struct MainQueue(*mut rd::rd_kafka_queue_t);
-
-// SAFETY: librdkafka's queue handles are thread-safe; the handle is only released in `Drop`.
-unsafe impl Send for MainQueue {}
-
-impl MainQueue {
-    fn of<C: ClientContext + 'static>(producer: &BaseProducer<Reports<C>>) -> Self {
-        // SAFETY: the client pointer is valid while `producer` lives, and the returned handle
-        // holds its own reference to the queue (released in `Drop`).
-        Self(unsafe { rd::rd_kafka_queue_get_main(producer.client().native_ptr()) })
-    }
-
-    /// librdkafka writes a byte to `socket` whenever the queue stops being empty.
-    fn signal_to(&self, socket: &UnixStream) {
-        // SAFETY: the queue handle is valid; the payload is static; the socket outlives the
-        // signalling (`stop_signalling` runs before the producer's `Inner`, which owns it, drops).
-        unsafe {
-            rd::rd_kafka_queue_io_event_enable(self.0, socket.as_raw_fd(), b"r".as_ptr().cast(), 1)
-        }
-    }
-
-    fn stop_signalling(&self) {
-        // SAFETY: the queue handle is valid; fd -1 turns the signalling off.
-        unsafe { rd::rd_kafka_queue_io_event_enable(self.0, -1, std::ptr::null(), 0) }
-    }
-
-    fn len(&self) -> usize {
-        // SAFETY: the queue handle is valid.
-        unsafe { rd::rd_kafka_queue_length(self.0) }
-    }
-}
-
-impl Drop for MainQueue {
-    fn drop(&mut self) {
-        // SAFETY: the handle was obtained from `rd_kafka_queue_get_main` and is released once.
-        unsafe { rd::rd_kafka_queue_destroy(self.0) }
     }
 }
 

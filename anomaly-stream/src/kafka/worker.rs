@@ -226,10 +226,11 @@ impl Worker {
                             }
                         }
                         let records = batch.len() as u32;
-                        histogram.record_many(
+                        // One observation per batch: the exporter stores (and timestamps) every
+                        // observation, which per record cost a few percent of the throughput.
+                        histogram.record(
                             (started.elapsed().saturating_sub(writing) / records.max(1))
                                 .as_secs_f64(),
-                            records as usize,
                         );
                         self.shared.stats.add_processed(u64::from(records));
                         self.pool.give(batch);
