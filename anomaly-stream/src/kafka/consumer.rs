@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -56,8 +56,9 @@ pub(crate) struct PollState {
     /// Where every assigned partition's records are forwarded, so that the poll thread takes
     /// them a batch at a time (rdkafka's poll is a call and an allocation per message); the
     /// consumer's own queue keeps the rebalances, errors and statistics. Set once the consumer
-    /// exists; taken out before it is dropped (a queue must not outlive its client).
-    fetch: Mutex<Option<Arc<Queue>>>,
+    /// exists. Weak: the poll thread owns the queue and drops it before the consumer (a queue
+    /// must not outlive its client, and the consumer's context holds this state).
+    fetch: Mutex<Weak<Queue>>,
 }
 
 pub(crate) struct Context {
@@ -130,13 +131,13 @@ impl PollState {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn fetch_queue(&self) -> std::sync::MutexGuard<'_, Option<Arc<Queue>>> {
+    fn fetch_queue(&self) -> std::sync::MutexGuard<'_, Weak<Queue>> {
         self.fetch.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends the records of every partition in `tpl` to the fetch queue.
     fn forward_fetches(&self, consumer: &Consumer_, tpl: &TopicPartitionList) {
-        let Some(fetch) = self.fetch_queue().clone() else {
+        let Some(fetch) = self.fetch_queue().upgrade() else {
             return;
         };
         for e in tpl.elements() {
@@ -406,7 +407,7 @@ pub(crate) fn spawn(
         replay,
         rt,
         slots: Mutex::new(HashMap::new()),
-        fetch: Mutex::new(None),
+        fetch: Mutex::new(Weak::new()),
     });
     let consumer: Consumer_ = consumer_config.create_with_context(Context {
         state: Arc::clone(&state),
@@ -414,8 +415,7 @@ pub(crate) fn spawn(
     let client = consumer.client().native_ptr();
     let wakeup = Wakeup::new(IDLE_WAIT)
         .map_err(|e| Error::Kafka(format!("creating the poll thread's wake-up: {e}")))?;
-    // SAFETY: the consumer's client is live; both handles are dropped before the consumer (at
-    // the end of `poll_loop`).
+    // SAFETY: the consumer's client is live; `Poller` drops both handles before the consumer.
     let (fetch, events) = unsafe { (Queue::new(client), Queue::consumer(client)) };
     let (Some(fetch), Some(events)) = (fetch, events) else {
         return Err(Error::Kafka("librdkafka gave no consumer queues".into()));
@@ -423,17 +423,29 @@ pub(crate) fn spawn(
     fetch.signal_to(wakeup.signal());
     events.signal_to(wakeup.signal());
     let fetch = Arc::new(fetch);
-    *state.fetch_queue() = Some(Arc::clone(&fetch));
-    consumer.subscribe(&topology.source_topics())?;
-    let queues = Queues {
-        fetch,
-        events,
-        wakeup,
+    *state.fetch_queue() = Arc::downgrade(&fetch);
+    let poller = Poller {
+        queues: Queues {
+            fetch,
+            events,
+            wakeup,
+        },
+        consumer,
+        state,
     };
+    poller.consumer.subscribe(&topology.source_topics())?;
     std::thread::Builder::new()
         .name("anomaly-stream-poll".into())
-        .spawn(move || poll_loop(consumer, state, queues, settings))
+        .spawn(move || poll_loop(poller, settings))
         .map_err(|e| Error::Kafka(format!("spawning the poll thread: {e}")))
+}
+
+/// What the poll thread owns. Fields drop in declaration order, which is the order that must
+/// hold: the queues before the consumer (a queue handle must not outlive its client).
+struct Poller {
+    queues: Queues,
+    consumer: Consumer_,
+    state: Arc<PollState>,
 }
 
 /// The poll thread's queues and what wakes it.
@@ -445,33 +457,38 @@ struct Queues {
     wakeup: Wakeup,
 }
 
-fn poll_loop(
-    consumer: Consumer_,
-    state: Arc<PollState>,
-    queues: Queues,
-    settings: Settings,
-) -> Result<()> {
+impl Drop for Queues {
+    fn drop(&mut self) {
+        // librdkafka must stop writing to the socket before it closes (the consumer's queue
+        // outlives this handle).
+        self.fetch.stop_signalling();
+        self.events.stop_signalling();
+    }
+}
+
+fn poll_loop(poller: Poller, settings: Settings) -> Result<()> {
+    let (consumer, state, queues) = (&poller.consumer, &poller.state, &poller.queues);
     let shared = Arc::clone(&state.shared);
     let mut last_commit = Instant::now();
     let mut last_tick = Instant::now();
     let mut messages = Messages::default();
     while shared.control.load(Ordering::SeqCst) == RUN && shared.stats.fatal().is_none() {
         // Everything librdkafka has fetched, up to a round's worth, then the batches go out.
-        let mut taken = state.take_fetched(&consumer, &queues.fetch, &mut messages, POLL_ROUND);
+        let mut taken = state.take_fetched(consumer, &queues.fetch, &mut messages, POLL_ROUND);
         // Rebalances, errors and statistics (and the records of a partition that could not be
         // forwarded).
         for _ in 0..POLL_ROUND {
             match consumer.poll(Duration::ZERO) {
-                Some(Ok(msg)) => state.on_message(&consumer, &msg),
+                Some(Ok(msg)) => state.on_message(consumer, &msg),
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 None => break,
             }
             taken += 1;
         }
-        state.hand_over_all(&consumer);
-        state.resume_ready(&consumer);
+        state.hand_over_all(consumer);
+        state.resume_ready(consumer);
         if last_commit.elapsed() >= settings.commit_interval {
-            state.commit(&consumer);
+            state.commit(consumer);
             shared.stats.publish_buffered();
             last_commit = Instant::now();
         }
@@ -486,19 +503,16 @@ fn poll_loop(
     }
     let kill = shared.control.load(Ordering::SeqCst) == KILL;
     // Graceful stop or failure: commit what is acknowledged (safe either way). Kill: nothing.
-    state.revoke_all(&consumer, !kill);
+    state.revoke_all(consumer, !kill);
     consumer.unsubscribe();
     // Serve the resulting revoke callback (no partitions left, so nothing to do) and leave the
     // group before the consumer is closed.
     for _ in 0..3 {
         let _ = consumer.poll(Duration::from_millis(10));
     }
-    queues.fetch.stop_signalling();
-    queues.events.stop_signalling();
-    drop(state.fetch_queue().take());
+    // The messages and the queues go back to librdkafka before the consumer closes.
     drop(messages);
-    drop(queues);
-    drop(consumer);
+    drop(poller);
     match shared.stats.fatal() {
         Some(message) => Err(Error::Kafka(message)),
         None => Ok(()),

@@ -17,6 +17,14 @@ use crate::metrics as m;
 /// Records taken from the fetch queue in one call (and one lock of the slots).
 const TAKE: usize = 512;
 
+/// One fetched record's parts, borrowed from librdkafka's message.
+struct Fetched<'a> {
+    offset: i64,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    timestamp_ms: i64,
+}
+
 impl PollState {
     /// Takes what the fetch queue holds, up to `max` records, into the partitions' pending
     /// batches; returns how many it took.
@@ -51,15 +59,13 @@ impl PollState {
                         .find(|((t, p), _)| *p == here.1 && t.as_bytes() == here.0);
                 }
                 if let Some((key, slot)) = &mut target {
-                    self.take_record(
-                        consumer,
-                        key,
-                        slot,
-                        msg.offset(),
-                        msg.key(),
-                        msg.payload(),
-                        msg.timestamp_ms(),
-                    );
+                    let record = Fetched {
+                        offset: msg.offset(),
+                        key: msg.key(),
+                        payload: msg.payload(),
+                        timestamp_ms: msg.timestamp_ms(),
+                    };
+                    self.take_record(consumer, key, slot, record);
                 }
             }
             drop(slots);
@@ -81,35 +87,30 @@ impl PollState {
         else {
             return;
         };
-        self.take_record(
-            consumer,
-            key,
-            slot,
-            msg.offset(),
-            msg.key(),
-            msg.payload().unwrap_or_default(),
-            msg.timestamp().to_millis().unwrap_or(0),
-        );
+        let record = Fetched {
+            offset: msg.offset(),
+            key: msg.key(),
+            payload: msg.payload().unwrap_or_default(),
+            timestamp_ms: msg.timestamp().to_millis().unwrap_or(0),
+        };
+        self.take_record(consumer, key, slot, record);
     }
 
     /// Takes a fetched record into its partition's pending batch; hands the batch over once it
     /// is full.
-    #[allow(clippy::too_many_arguments)]
     fn take_record(
         &self,
         consumer: &Consumer_,
         key: &(String, i32),
         slot: &mut Slot,
-        offset: i64,
-        record_key: Option<&[u8]>,
-        payload: &[u8],
-        timestamp_ms: i64,
+        record: Fetched<'_>,
     ) {
-        let offset = offset as u64;
+        let offset = record.offset as u64;
         if offset < slot.next_expected || slot.paused_at.is_some() {
             return;
         }
-        slot.pending.push(offset, record_key, payload, timestamp_ms);
+        slot.pending
+            .push(offset, record.key, record.payload, record.timestamp_ms);
         slot.next_expected = offset + 1;
         if slot.pending.len() >= self.shared.settings.batch_records() {
             self.hand_over(consumer, key, slot);
