@@ -16,18 +16,15 @@ use anomaly_stream::{
     Codec, JsonCodec, MemorySink, Record, Sink, TestDriver, Topology, TopologyBuilder, Utf8Codec,
 };
 use futures::future::BoxFuture;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-const PARTITIONS: i32 = 4;
+mod support;
+use support::{brokers, create_topics};
 
-fn brokers() -> String {
-    std::env::var("ANOMALY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
+const PARTITIONS: i32 = 4;
 
 fn unique(name: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -40,34 +37,6 @@ fn unique(name: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// Creates the topics, failing loudly if the broker is unreachable.
-async fn create_topics(names: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
-    let topics: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = tokio::time::timeout(
-        Duration::from_secs(15),
-        admin.create_topics(&topics, &options),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "no Kafka broker answered at {} (set ANOMALY_TEST_KAFKA): these tests need one",
-            brokers()
-        )
-    })
-    .unwrap_or_else(|e| panic!("creating topics on {}: {e}", brokers()));
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
-    }
 }
 
 /// One input record: partition, key, value bytes, timestamp.

@@ -8,59 +8,16 @@ use std::time::{Duration, Instant};
 use anomaly_stream::kafka::KafkaRuntime;
 use anomaly_stream::{JsonCodec, MemorySink, Record, TopologyBuilder, Utf8Codec};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-fn brokers() -> String {
-    std::env::var("ANOMALY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-/// Threads of this process whose name starts with `prefix`, by id.
-fn threads(prefix: &str) -> Vec<u64> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| {
-            let task = task.ok()?;
-            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
-            name.starts_with(prefix)
-                .then(|| task.file_name().to_str()?.parse().ok())
-                .flatten()
-        })
-        .collect()
-}
-
-/// Nanoseconds thread `tid` has spent on a CPU.
-fn cpu_ns(tid: u64) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
-    stat.split_whitespace().next().unwrap().parse().unwrap()
-}
+mod support;
+use support::{brokers, cpu_ns, create_topics, threads};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_flow_through_the_poll_thread_which_then_sleeps() {
     tokio::time::timeout(Duration::from_secs(90), async {
         let topic = format!("poll-idle-{}", std::process::id());
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .create()
-            .unwrap();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let created = tokio::time::timeout(
-            Duration::from_secs(15),
-            admin.create_topics(
-                &[NewTopic::new(&topic, 2, TopicReplication::Fixed(1))],
-                &options,
-            ),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "no Kafka broker answered at {} (set ANOMALY_TEST_KAFKA)",
-                brokers()
-            )
-        })
-        .unwrap();
-        created[0].as_ref().unwrap();
+        create_topics(&[&topic], 2).await;
 
         let sink: MemorySink<Record<String, f64>> = MemorySink::new();
         let builder = TopologyBuilder::new();

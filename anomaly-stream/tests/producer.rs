@@ -7,58 +7,15 @@ use std::time::Duration;
 
 use anomaly_stream::kafka::AsyncProducer;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureRecord;
 
-fn brokers() -> String {
-    std::env::var("ANOMALY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-/// Threads of this process whose name starts with `prefix`, by id.
-fn threads(prefix: &str) -> Vec<u64> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| {
-            let task = task.ok()?;
-            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
-            name.starts_with(prefix)
-                .then(|| task.file_name().to_str()?.parse().ok())
-                .flatten()
-        })
-        .collect()
-}
-
-/// Nanoseconds thread `tid` has spent on a CPU.
-fn cpu_ns(tid: u64) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
-    stat.split_whitespace().next().unwrap().parse().unwrap()
-}
+mod support;
+use support::{brokers, cpu_ns, create_topics, threads};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_are_reported_in_order_and_the_idle_producer_sleeps() {
     let topic = format!("producer-test-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let created = tokio::time::timeout(
-        Duration::from_secs(15),
-        admin.create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &options,
-        ),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "no Kafka broker answered at {} (set ANOMALY_TEST_KAFKA)",
-            brokers()
-        )
-    })
-    .unwrap();
-    created[0].as_ref().unwrap();
+    create_topics(&[&topic], 1).await;
 
     let before = threads("kafka deliv");
     let producer: AsyncProducer = ClientConfig::new()
